@@ -1,0 +1,652 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) proxlb.balancer contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Balancing plans: mandatory moves first, then moves that pay for themselves.
+
+``plan(snapshot, settings)`` is a pure function: the same snapshot and settings give the same
+plan. It works on a model of the cluster (``metrics.Model``) and on the constraints of
+``rules.build``; every placement it considers is checked against capacity and rules in the
+state reached so far, so no intermediate state overfills a node or breaks a rule.
+
+Order of work:
+1. drain maintenance nodes (no move budget);
+2. repair rule violations: split affinity groups, guests outside their allowed nodes,
+   anti-affinity groups sharing a node;
+3. relieve nodes whose memory is over capacity;
+4. if the cluster is out of balance (spread above ``balanciness`` and, when set, the hottest
+   node above its threshold): improving moves until the spread is within half of
+   ``balanciness`` (hysteresis), no move pays for itself, or ``max_moves`` is reached.
+
+The objective is the capacity-weighted sum of squared node loads, sum(C_i/C_mean * L_i^2) with
+L_i in percent: its minimum has every node at the same percentage, also when nodes differ in
+size (an unweighted sum would push big nodes to higher percentages). A move pays for itself
+when it lowers the objective by at least ``MARGIN_PER_GIB`` for every GiB it moves plus a fixed
+per-migration overhead.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from ansible_collections.proxlb.balancer.plugins.module_utils import metrics, rules, sequencer
+from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB, check_nodes_known
+from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import version_tuple
+from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
+
+MARGIN_PER_GIB = 0.25          # pp^2 of objective a move must gain per GiB it moves
+MOVE_OVERHEAD_GIB = 1.0        # every migration costs at least this much
+PREFERENCE_PENALTY_GIB = 8.0   # leaving a preferred node is as costly as moving this much more
+CANDIDATE_NODES = 6            # hottest x coldest nodes examined per improving step
+CANDIDATE_SCAN = 4             # units examined each side of the ideal size per node pair
+
+
+@dataclass
+class Move:
+    vmid: int
+    name: str
+    kind: str              # vm | ct
+    type: str              # qemu | lxc
+    source: str
+    target: str
+    reason: str
+    mandatory: bool
+    wave: int = 0
+    mem_bytes: int = 0
+    running: bool = False
+
+    def to_dict(self):
+        return {"vmid": self.vmid, "name": self.name, "type": self.kind, "from": self.source, "to": self.target,
+                "reason": self.reason, "mandatory": self.mandatory, "wave": self.wave, "mem_bytes": self.mem_bytes}
+
+
+@dataclass
+class Plan:
+    moves: List[Move]
+    waves: List[List[Move]]
+    data: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def changed(self):
+        return bool(self.moves)
+
+    def to_dict(self):
+        result = dict(self.data)
+        result["changed"] = self.changed
+        result["moves"] = [m.to_dict() for m in self.moves]
+        result["waves"] = len(self.waves)
+        return result
+
+
+class _Unit:
+    __slots__ = ("uid", "members", "label", "weight", "mem_need", "mem_use", "vcpus", "disk", "cost_gib",
+                 "allowed", "preferred", "anti", "fixed")
+
+    def __init__(self, uid, members, label):
+        self.uid = uid
+        self.members = members
+        self.label = label
+
+
+class _State:
+    """The model plus where every guest is and how anti-affinity groups are spread."""
+
+    def __init__(self, snapshot, settings, immovable=None):
+        check_nodes_known(settings, snapshot.nodes)
+        if settings.mode == "psi" and version_tuple(snapshot.pve_version) < (9, 0, 0):
+            raise ConfigError("mode", "psi needs PVE 9 pressure data; this cluster runs PVE %s, use mode used or assigned"
+                              % snapshot.pve_version)
+        self.snapshot = snapshot
+        self.settings = settings
+        self.c = rules.build(snapshot, settings)
+        for vmid, reason in (immovable or {}).items():
+            if vmid in snapshot.guests:
+                self.c.immovable[vmid] = reason
+        self.m = metrics.Model(snapshot, settings)
+        self.idx = self.m.index
+        self.eligible = [self.idx[n] for n in self.c.eligible]
+        self.eligible_set = set(self.eligible)
+        self.loc = {vmid: self.idx.get(g.node) for vmid, g in snapshot.guests.items()}
+        self.group_of = {}
+        self.anti_count = []
+        for gi, group in enumerate(self.c.anti_groups):
+            counts = [0] * len(self.m.names)
+            for vmid in group.members:
+                self.group_of.setdefault(vmid, []).append(gi)
+                if self.loc[vmid] is not None:
+                    counts[self.loc[vmid]] += 1
+            self.anti_count.append(counts)
+        self.units = []
+        self.unit_of = {}
+        for uid, members in enumerate(self.c.units):
+            unit = _Unit(uid, members, self.c.unit_names.get(uid, ""))
+            guests = [snapshot.guests[v] for v in members]
+            unit.weight = sum(self.m.weights[v] for v in members)
+            unit.mem_use = sum(metrics.memory_use(g) for g in guests)
+            unit.cost_gib = sum(metrics.memory_use(g) + (g.local_disk_bytes or 0) for g in guests) / GIB
+            allowed = None
+            for v in members:
+                if v in self.c.allowed:
+                    allowed = set(self.c.allowed[v]) if allowed is None else allowed & self.c.allowed[v]
+            unit.allowed = None if allowed is None else {self.idx[n] for n in allowed if n in self.idx}
+            unit.preferred = {self.idx[n] for v in members for n in self.c.preferred.get(v, ()) if n in self.idx}
+            unit.fixed = {self.loc[v] for v in members if v in self.c.immovable}
+            self.units.append(unit)
+            for v in members:
+                self.unit_of[v] = unit
+        self.steps = []          # (vmid, from_idx, to_idx, reason, mandatory) in planning order
+
+    # -- facts about guests and units ---------------------------------------------------------
+    def guest(self, vmid):
+        return self.snapshot.guests[vmid]
+
+    def node_of(self, unit):
+        """The node a unit sits on, or None when its members are split."""
+        nodes = {self.loc[v] for v in unit.members}
+        return nodes.pop() if len(nodes) == 1 else None
+
+    def movable(self, unit):
+        return not unit.fixed
+
+    # -- placement checks ------------------------------------------------------------------
+    def can_place(self, vmids, b):
+        """Can these guests (moving together) go to node index b? Returns None or a reason."""
+        if b not in self.eligible_set:
+            return "not a target (offline, maintenance or ignored)"
+        moving = [v for v in vmids if self.loc[v] != b]
+        if not moving:
+            return None
+        unit = self.unit_of[moving[0]]
+        if unit.allowed is not None and b not in unit.allowed:
+            return "not allowed by %s" % self.c.allowed_why.get(moving[0], "rules")
+        guests = [self.guest(v) for v in moving]
+        why = self.m.why_not_fit(b, sum(metrics.memory_need(g) for g in guests), sum(metrics.vcpus(g) for g in guests),
+                                 sum(g.local_disk_bytes or 0 for g in guests))
+        if why:
+            return why
+        arriving = {}
+        for v in moving:
+            for gi in self.group_of.get(v, ()):
+                arriving[gi] = arriving.get(gi, 0) + 1
+        for gi, count in arriving.items():
+            group = self.c.anti_groups[gi]
+            if self.anti_count[gi][b] + count > group.limit:
+                return "anti-affinity group %s already has %d guest(s) there" % (group.name, self.anti_count[gi][b])
+        return None
+
+    def apply(self, vmids, b, reason, mandatory):
+        for v in vmids:
+            a = self.loc[v]
+            if a == b:
+                continue
+            g = self.guest(v)
+            w = self.m.weights[v]
+            disk = g.local_disk_bytes or 0
+            if a is not None:
+                self.m.depart(a, w, metrics.memory_use(g), metrics.vcpus(g), disk)
+                for gi in self.group_of.get(v, ()):
+                    self.anti_count[gi][a] -= 1
+            self.m.arrive(b, w, metrics.memory_need(g), metrics.vcpus(g), disk)
+            for gi in self.group_of.get(v, ()):
+                self.anti_count[gi][b] += 1
+            self.loc[v] = b
+            self.steps.append((v, a, b, reason, mandatory))
+
+    def best_target(self, vmids, exclude=(), preferred=()):
+        """Least-loaded feasible node after placement; preferred nodes first. (node, reasons)"""
+        weight = sum(self.m.weights[v] for v in vmids if self.loc[v] is not None)
+        choice, reasons = None, {}
+        for b in self.eligible:
+            if b in exclude:
+                continue
+            why = self.can_place(vmids, b)
+            if why:
+                reasons[self.m.names[b]] = why
+                continue
+            key = (0 if b in preferred else 1, self.m.pct_after(b, weight), self.m.names[b])
+            if choice is None or key < choice[0]:
+                choice = (key, b)
+        return (choice[1] if choice else None), reasons
+
+    def pcts(self):
+        return {self.m.names[i]: self.m.pct(i) for i in self.eligible}
+
+
+def plan(snapshot, settings, immovable=None):
+    """Compute a plan for ``snapshot`` under ``settings`` (pure). See the module docstring."""
+    state = _State(snapshot, settings, immovable)
+    before = {name: state.m.pct(i) for i, name in enumerate(state.m.names)}
+    before_fixed, movable_items = _bound_inputs(state)
+    bound = metrics.lower_bounds(state.m, state.eligible, before_fixed, movable_items)
+    failures = []
+    _drain(state, failures)
+    _repair_affinity(state, failures)
+    _repair_allowed(state, failures)
+    _repair_anti_affinity(state, failures)
+    _relieve_capacity(state, failures)
+    trigger = _trigger(state)
+    stop_reason = trigger["reason"]
+    if trigger["triggered"]:
+        stop_reason = _improve(state)
+    moves = _collapse(state)
+    seq = sequencer.sequence(_State(snapshot, settings, immovable), moves, settings.max_moves_per_node)
+    return _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq)
+
+
+# -- mandatory moves -------------------------------------------------------------------------
+def _drain(state, failures):
+    maintenance = {state.idx[n] for n in state.c.maintenance if n in state.idx}
+    if not maintenance:
+        return
+    units = [u for u in state.units if any(state.loc[v] in maintenance for v in u.members)]
+    units.sort(key=lambda u: (-u.mem_use, u.uid))
+    for unit in units:
+        if not state.movable(unit):
+            continue
+        target, reasons = state.best_target(unit.members, exclude=maintenance, preferred=unit.preferred)
+        if target is None:
+            failures.append(_failure(state, unit, "maintenance", reasons))
+            continue
+        state.apply(unit.members, target, "maintenance", True)
+
+
+def _repair_affinity(state, failures):
+    for unit in state.units:
+        if len(unit.members) < 2 or state.node_of(unit) is not None:
+            continue
+        if len(unit.fixed) > 1:
+            continue   # members that cannot move sit on different nodes; reported by rules as a conflict
+        candidates = sorted(unit.fixed) if unit.fixed else state.eligible
+        best, reasons = None, {}
+        for b in candidates:
+            why = state.can_place(unit.members, b)
+            if why:
+                reasons[state.m.names[b]] = why
+                continue
+            cost = sum(metrics.memory_use(state.guest(v)) for v in unit.members if state.loc[v] != b)
+            key = (cost, state.m.pct(b), state.m.names[b])
+            if best is None or key < best[0]:
+                best = (key, b)
+        if best is None:
+            failures.append(_failure(state, unit, "rule:affinity:%s" % unit.label, reasons))
+            continue
+        state.apply(unit.members, best[1], "rule:affinity:%s" % unit.label, True)
+
+
+def _repair_allowed(state, failures):
+    for unit in state.units:
+        here = state.node_of(unit)
+        if here is None or unit.allowed is None or here in unit.allowed or not state.movable(unit):
+            continue
+        why = state.c.allowed_why.get(unit.members[0], "rule:pin")
+        target, reasons = state.best_target(unit.members, preferred=unit.preferred)
+        if target is None:
+            failures.append(_failure(state, unit, why, reasons))
+            continue
+        state.apply(unit.members, target, why.split(", ")[0], True)
+
+
+def _repair_anti_affinity(state, failures):
+    for gi, group in enumerate(state.c.anti_groups):
+        for a in range(len(state.m.names)):
+            excess = state.anti_count[gi][a] - group.limit
+            if excess <= 0:
+                continue
+            here = sorted((state.unit_of[v] for v in group.members if state.loc[v] == a), key=lambda u: (u.mem_use, u.uid))
+            for unit in here:
+                if excess <= 0:
+                    break
+                if not state.movable(unit) or state.node_of(unit) != a:
+                    continue
+                target, reasons = state.best_target(unit.members, preferred=unit.preferred)
+                if target is None:
+                    continue
+                state.apply(unit.members, target, "rule:anti-affinity:%s" % group.name, True)
+                excess -= 1
+            if excess > 0:
+                failures.append(dict(vmids=sorted(v for v in group.members if state.loc[v] == a), node=state.m.names[a],
+                                     reason="rule:anti-affinity:%s" % group.name,
+                                     detail="no node can take another member without breaking capacity or rules"))
+
+
+def _relieve_capacity(state, failures):
+    for a in state.eligible:
+        if not state.m.over_capacity(a):
+            continue
+        units = [u for u in state.units if state.node_of(u) == a and state.movable(u) and u.mem_use > 0]
+        units.sort(key=lambda u: (-u.mem_use, u.uid))
+        for unit in units:
+            if not state.m.over_capacity(a):
+                break
+            target, _reasons = state.best_target(unit.members, exclude={a}, preferred=unit.preferred)
+            if target is not None:
+                state.apply(unit.members, target, "capacity", True)
+        if state.m.over_capacity(a):
+            failures.append(dict(vmids=[], node=state.m.names[a], reason="capacity",
+                                 detail="memory stays over capacity: no guest on it can move anywhere it fits"))
+
+
+def _failure(state, unit, reason, reasons):
+    return dict(vmids=list(unit.members), node=state.m.names[state.loc[unit.members[0]]] if state.loc[unit.members[0]] is not None else None,
+                reason=reason, detail="; ".join("%s: %s" % (n, r) for n, r in sorted(reasons.items())) or "no eligible node")
+
+
+# -- balancing -------------------------------------------------------------------------------
+def _trigger(state):
+    pcts = [state.m.pct(i) for i in state.eligible]
+    if len(pcts) < 2:
+        return dict(triggered=False, reason="fewer_than_two_nodes", spread_pp=0.0, max_pct=max(pcts or [0.0]))
+    spread = max(pcts) - min(pcts)
+    threshold = state.settings.threshold
+    result = dict(spread_pp=round(spread, 2), max_pct=round(max(pcts), 2), balanciness=state.settings.balanciness,
+                  threshold=threshold, triggered=False)
+    if spread <= state.settings.balanciness:
+        result["reason"] = "balanced"
+    elif threshold is not None and max(pcts) < threshold:
+        result["reason"] = "below_threshold"
+    else:
+        result["triggered"] = True
+        result["reason"] = "spread_above_balanciness"
+    return result
+
+
+def _improve(state):
+    m = state.m
+    settings = state.settings
+    budget = settings.max_moves
+    made = 0
+    by_node = {i: [] for i in state.eligible}
+    for unit in state.units:
+        here = state.node_of(unit)
+        if here in by_node and state.movable(unit) and unit.weight > 0:
+            by_node[here].append((unit.weight, unit.uid))
+    for entries in by_node.values():
+        entries.sort()
+    k = min(CANDIDATE_NODES, len(state.eligible))
+    cap_mean = sum(m.cap[i] for i in state.eligible) / len(state.eligible)
+    while True:
+        order = sorted(state.eligible, key=lambda i: (m.pct(i), m.names[i]))
+        spread = m.pct(order[-1]) - m.pct(order[0])
+        if spread <= settings.target_spread:
+            return "target_reached"
+        best = None
+        for a in reversed(order[-k:]):
+            la = m.pct(a)
+            for b in order[:k]:
+                lb = m.pct(b)
+                if la - lb <= 1e-9:
+                    continue
+                best = _best_pair_move(state, by_node[a], a, b, la, lb, best, cap_mean)
+        if best is None:
+            return "no_gain"
+        _score, unit, b = best
+        if budget is not None and made + len(unit.members) > budget:
+            return "max_moves"
+        a = state.node_of(unit)
+        by_node[a].remove((unit.weight, unit.uid))
+        bisect.insort(by_node[b], (unit.weight, unit.uid))
+        state.apply(unit.members, b, "balance", False)
+        made += len(unit.members)
+
+
+def _best_pair_move(state, entries, a, b, la, lb, best, cap_mean):
+    """Best move of one unit from a to b, scanning units around the size that would even them."""
+    m = state.m
+    if not entries or m.cap[a] <= 0 or m.cap[b] <= 0:
+        return best
+    ideal = (la - lb) / (100.0 / m.cap[a] + 100.0 / m.cap[b])
+    pos = bisect.bisect_left(entries, (ideal, -1))
+    lo, hi = pos - 1, pos
+    examined = 0
+    while examined < 2 * CANDIDATE_SCAN and (lo >= 0 or hi < len(entries)):
+        if hi < len(entries) and (lo < 0 or entries[hi][0] - ideal <= ideal - entries[lo][0]):
+            weight, uid = entries[hi]
+            hi += 1
+        else:
+            weight, uid = entries[lo]
+            lo -= 1
+        unit = state.units[uid]
+        gain = _gain(m, a, b, weight, la, lb, cap_mean)
+        cost = unit.cost_gib + MOVE_OVERHEAD_GIB
+        if unit.preferred and a in unit.preferred and b not in unit.preferred:
+            cost += PREFERENCE_PENALTY_GIB
+        if gain < MARGIN_PER_GIB * cost:
+            examined += 1
+            continue
+        score = (gain / cost, -unit.uid)
+        if best is not None and score <= best[0]:
+            examined += 1
+            continue
+        if state.can_place(unit.members, b) is None:
+            best = (score, unit, b)
+        examined += 1
+    return best
+
+
+def _gain(m, a, b, weight, la, lb, cap_mean):
+    """Drop of the objective when ``weight`` moves from a to b (loads in percent).
+
+    C_a*(la^2 - (la-da)^2) + C_b*(lb^2 - (lb+db)^2) with C*d = 100*weight simplifies to
+    100*weight*(2*(la - lb) - da - db): positive exactly when the move narrows the gap.
+    """
+    da = weight * 100.0 / m.cap[a]
+    db = weight * 100.0 / m.cap[b]
+    return 100.0 * weight * (2.0 * (la - lb) - da - db) / cap_mean
+
+
+# -- results ---------------------------------------------------------------------------------
+def _collapse(state):
+    """One move per guest: from where it was to where it ends (chains A->B->C become A->C)."""
+    first, last = {}, {}
+    for vmid, a, b, reason, mandatory in state.steps:
+        if vmid not in first:
+            first[vmid] = (a, reason, mandatory)
+        last[vmid] = b
+    moves = []
+    for vmid, (a, reason, mandatory) in first.items():
+        b = last[vmid]
+        if a == b:
+            continue
+        g = state.guest(vmid)
+        moves.append(Move(vmid=vmid, name=g.name, kind=g.kind, type=g.type, source=state.m.names[a], target=state.m.names[b],
+                          reason=reason, mandatory=mandatory, mem_bytes=metrics.memory_use(g) or g.maxmem_bytes,
+                          running=g.running))
+    return moves
+
+
+def _bound_inputs(state):
+    fixed = {i: state.m.load[i] for i in state.eligible}
+    items = []
+    for unit in state.units:
+        here = state.node_of(unit)
+        if here in fixed and state.movable(unit):
+            fixed[here] -= unit.weight
+            allowed = state.eligible if unit.allowed is None else [i for i in state.eligible if i in unit.allowed]
+            items.append((unit.weight, allowed))
+    return fixed, items
+
+
+def _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq):
+    after_model = seq.after
+    after = {n: after_model.pct(after_model.index[n]) for n in state.c.eligible}
+    before_stats = metrics.stats([before[n] for n in state.c.eligible])
+    after_stats = metrics.stats(list(after.values()))
+    moves = seq.moves
+    nodes = {}
+    for name in state.m.names:
+        role = ("maintenance" if name in state.c.maintenance else "ignored" if name in state.c.ignored_nodes
+                else "offline" if not snapshot.nodes[name].online else "balanced")
+        i = state.idx[name]
+        nodes[name] = dict(role=role, before_pct=round(before[name], 2), after_pct=round(after_model.pct(i), 2),
+                           moves_in=sum(1 for mv in moves if mv.target == name),
+                           moves_out=sum(1 for mv in moves if mv.source == name))
+    left_alone = [dict(vmid=v, name=snapshot.guests[v].name, node=snapshot.guests[v].node, reason=r)
+                  for v, r in sorted(state.c.immovable.items())]
+    for failure in failures:
+        for v in failure["vmids"]:
+            left_alone.append(dict(vmid=v, name=snapshot.guests[v].name, node=snapshot.guests[v].node, reason="no_fit",
+                                   rule=failure["reason"], detail=failure["detail"]))
+    data = dict(
+        method=settings.method, mode=settings.mode, settings=settings.to_dict(),
+        cluster=dict(pve_version=snapshot.pve_version, cluster_name=snapshot.cluster_name, nodes=len(snapshot.nodes),
+                     guests=len(snapshot.guests), api_calls=snapshot.api_calls),
+        trigger=trigger, stop_reason=stop_reason, nodes=nodes,
+        metrics=dict(before=before_stats, after=after_stats, lower_bound=bound,
+                     gap=dict(max_pp=round(after_stats["max_pct"] - bound["max_pct"], 2),
+                              spread_pp=round(after_stats["spread_pp"] - bound["spread_pp"], 2))),
+        moves_count=len(moves), mandatory_count=sum(1 for mv in moves if mv.mandatory),
+        mem_moved_bytes=sum(mv.mem_bytes for mv in moves),
+        left_alone=left_alone, failures=failures,
+        unsequenced=[mv.to_dict() for mv in seq.unsequenced],
+        rule_conflicts=state.c.conflicts, warnings=list(state.c.warnings) + list(seq.warnings),
+    )
+    result = Plan(moves=moves, waves=seq.waves, data=data)
+    result.data["summary"] = summary(result)
+    return result
+
+
+def summary(plan_or_dict):
+    """A short human-readable table: node loads before/after and the moves."""
+    data = plan_or_dict.to_dict() if isinstance(plan_or_dict, Plan) else plan_or_dict
+    lines = []
+    before, after = data["metrics"]["before"], data["metrics"]["after"]
+    lines.append("%s (%s): spread %.1f -> %.1f pp, max %.1f -> %.1f %%, %d move(s) in %d wave(s), %.1f GiB"
+                 % (data["method"], data["mode"], before["spread_pp"], after["spread_pp"], before["max_pct"], after["max_pct"],
+                    data["moves_count"], data["waves"], data["mem_moved_bytes"] / GIB))
+    lines.append("%-16s %-12s %8s %8s %4s %4s" % ("node", "role", "before", "after", "in", "out"))
+    for name, node in sorted(data["nodes"].items()):
+        lines.append("%-16s %-12s %7.1f%% %7.1f%% %4d %4d" % (name, node["role"], node["before_pct"], node["after_pct"],
+                                                          node["moves_in"], node["moves_out"]))
+    for move in data["moves"]:
+        lines.append("wave %-3d %-5d %-20s %s -> %s  %.1f GiB  %s" % (move["wave"], move["vmid"], move["name"][:20], move["from"],
+                                                                 move["to"], move["mem_bytes"] / GIB, move["reason"]))
+    if not data["moves"]:
+        lines.append("no moves: %s" % data["stop_reason"])
+    for conflict in data["rule_conflicts"]:
+        lines.append("conflict: %s" % conflict["message"])
+    for warning in data["warnings"]:
+        lines.append("warning: %s" % warning)
+    return "\n".join(lines)
+
+
+# -- checks for the executor -------------------------------------------------------------------
+def validate_moves(snapshot, settings, moves):
+    """Which of ``moves`` are no longer valid on a fresh ``snapshot``, applied in order? {vmid: reason}"""
+    state = _State(snapshot, settings)
+    invalid = {}
+    for move in moves:
+        guest = snapshot.guests.get(move.vmid)
+        if guest is None:
+            invalid[move.vmid] = "guest no longer exists"
+            continue
+        if guest.node != move.source or state.loc.get(move.vmid) != state.idx.get(move.source):
+            invalid[move.vmid] = "guest is on %s now, not %s" % (guest.node, move.source)
+            continue
+        if guest.lock:
+            invalid[move.vmid] = "guest is locked (%s)" % guest.lock
+            continue
+        target = state.idx.get(move.target)
+        if target is None:
+            invalid[move.vmid] = "target node %s no longer exists" % move.target
+            continue
+        why = state.can_place([move.vmid], target)
+        if why:
+            invalid[move.vmid] = "target %s: %s" % (move.target, why)
+            continue
+        state.apply([move.vmid], target, move.reason, move.mandatory)
+    return invalid
+
+
+# -- placing new guests ------------------------------------------------------------------------
+def place_new_guests(snapshot, settings, request, count=1):
+    """Rank nodes for ``count`` new guests described by ``request`` (see ``NewGuest``).
+
+    Uses the same model, fit checks and rules as balancing: the newcomer counts with its
+    configured memory and vCPUs, its tags bring pins and (anti-)affinity with existing guests,
+    and each placement is accounted before the next. Returns (chosen node names, ranking of the
+    first placement), a node name being None when nothing fits.
+    """
+    from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Guest
+    placed, ranking = [], None
+    snap = snapshot
+    for number in range(count):
+        vmid = -(number + 1)
+        newcomer = Guest(vmid=vmid, name=request.name or "new-guest-%d" % (number + 1), type=request.type, node="",
+                         status="running", maxcpu=float(request.cores), cpu=1.0 if settings.mode == "used" else 0.0,
+                         maxmem_bytes=int(request.memory_bytes), mem_bytes=int(request.memory_bytes), tags=list(request.tags),
+                         pool=request.pool, local_disk_bytes=int(request.disk_bytes or 0) if request.storage_local else None)
+        snap = _with_guest(snap, newcomer)
+        state = _State(snap, settings)
+        rows = []
+        for name in state.m.names:
+            rows.append(_rank_row(state, snap, newcomer, name, request))
+        rows.sort(key=lambda r: (not r["fits"], not r["preferred"], r["load_after_pct"], r["node"]))
+        for position, row in enumerate(rows, 1):
+            row["rank"] = position if row["fits"] else None
+        choice = rows[0]["node"] if rows and rows[0]["fits"] else None
+        if ranking is None:
+            ranking = rows
+        placed.append(choice)
+        if choice is None:
+            break
+        newcomer.node = choice
+    return placed, ranking
+
+
+@dataclass
+class NewGuest:
+    memory_bytes: int
+    cores: float
+    type: str = "qemu"                   # qemu | lxc
+    disk_bytes: int = 0
+    storage: Optional[str] = None
+    storage_local: bool = False          # the storage is node-local: disk counts against the node
+    tags: List[str] = field(default_factory=list)
+    pool: Optional[str] = None
+    name: Optional[str] = None
+    nodes: Optional[List[str]] = None    # candidate nodes; None = all
+
+
+def _with_guest(snapshot, guest):
+    from dataclasses import replace as dc_replace
+    guests = dict(snapshot.guests)
+    guests[guest.vmid] = guest
+    pools = dict(snapshot.pools)
+    if guest.pool:
+        pools[guest.pool] = sorted(set(pools.get(guest.pool, [])) | {guest.vmid})
+    return dc_replace(snapshot, guests=guests, pools=pools)
+
+
+def _rank_row(state, snap, newcomer, name, request):
+    i = state.idx[name]
+    weight = state.m.weights[newcomer.vmid]
+    row = dict(node=name, fits=False, preferred=False, load_before_pct=round(state.m.pct(i), 2),
+               load_after_pct=round(state.m.pct_after(i, weight), 2), reasons=[])
+    unit = state.unit_of[newcomer.vmid]
+    if request.nodes is not None and name not in request.nodes:
+        row["reasons"].append("not in the requested nodes")
+    if request.storage and not _storage_ok(snap, name, request):
+        row["reasons"].append("storage %s is not available here or lacks %.1f GiB free" % (request.storage, (request.disk_bytes or 0) / GIB))
+    others = [v for v in unit.members if v != newcomer.vmid]
+    homes = {state.loc[v] for v in others}
+    if others and homes != {i}:
+        row["reasons"].append("affinity: its group runs on %s" % ", ".join(sorted(state.m.names[h] for h in homes if h is not None)))
+    state.loc[newcomer.vmid] = None
+    why = state.can_place([newcomer.vmid], i)
+    if why:
+        row["reasons"].append(why)
+    row["preferred"] = i in unit.preferred
+    if not row["reasons"]:
+        row["fits"] = True
+        row["reasons"].append("preferred by rule" if row["preferred"] else "fits")
+    return row
+
+
+def _storage_ok(snapshot, node, request):
+    """PVE lists every storage once per node it is usable on, shared ones included."""
+    for storage in snapshot.storages:
+        if storage.storage == request.storage and storage.node == node:
+            free = storage.maxdisk_bytes - storage.disk_bytes
+            return storage.status in ("available", "active") and free >= (request.disk_bytes or 0)
+    return False
