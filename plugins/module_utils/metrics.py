@@ -9,8 +9,10 @@ load in percent is ``load / capacity * 100`` where capacity already has the rese
 everywhere, so the percentages the planner optimises and the ones it reports are the same.
 
 Hard limits checked for every placement, whatever is being balanced:
-- memory: a node's memory in use, plus the configured memory of every running guest that
-  arrives (it may grow to that size), must stay within ``maxmem - reserve``;
+- memory: a node's memory in use plus the configured memory of a running guest that arrives
+  (it may grow to that size) must stay within ``maxmem - reserve``; once placed, the guest
+  counts with the memory it uses, which is what PVE reports on the next collection, so a
+  plan and a plan made after it see the same numbers;
 - vCPUs: the vCPUs of running guests on a node stay within ``threads * cpu_overcommit``;
 - local disk: when volume sizes are known, they must fit the node's local storage.
 """
@@ -42,7 +44,7 @@ def guest_weight(guest, method, mode):
 
 
 def memory_need(guest):
-    """Memory a guest may claim on a node it moves to: its configured size while it runs."""
+    """Room a running guest needs on a node it moves to: it may grow to its configured size."""
     return max(guest.maxmem_bytes, guest.mem_bytes) if guest.running else 0
 
 
@@ -183,9 +185,9 @@ class Model:
         self.vcpu[i] -= vcpu_count
         self.disk[i] -= disk_bytes
 
-    def arrive(self, i, weight, mem_need, vcpu_count, disk_bytes):
+    def arrive(self, i, weight, mem_use, vcpu_count, disk_bytes):
         self.load[i] += weight
-        self.mem_need[i] += mem_need
+        self.mem_need[i] += mem_use
         self.vcpu[i] += vcpu_count
         self.disk[i] += disk_bytes
 

@@ -40,6 +40,7 @@ MOVE_OVERHEAD_GIB = 1.0        # every migration costs at least this much
 PREFERENCE_PENALTY_GIB = 8.0   # leaving a preferred node is as costly as moving this much more
 CANDIDATE_NODES = 6            # hottest x coldest nodes examined per improving step
 CANDIDATE_SCAN = 4             # units examined each side of the ideal size per node pair
+MAX_ROUNDS = 8                 # mandatory + balancing passes until nothing changes
 
 
 @dataclass
@@ -136,6 +137,7 @@ class _State:
             for v in members:
                 self.unit_of[v] = unit
         self.steps = []          # (vmid, from_idx, to_idx, reason, mandatory) in planning order
+        self.balance_moves = 0   # migrations spent on balancing, counted against max_moves
 
     # -- facts about guests and units ---------------------------------------------------------
     def guest(self, vmid):
@@ -187,7 +189,7 @@ class _State:
                 self.m.depart(a, w, metrics.memory_use(g), metrics.vcpus(g), disk)
                 for gi in self.group_of.get(v, ()):
                     self.anti_count[gi][a] -= 1
-            self.m.arrive(b, w, metrics.memory_need(g), metrics.vcpus(g), disk)
+            self.m.arrive(b, w, metrics.memory_use(g), metrics.vcpus(g), disk)
             for gi in self.group_of.get(v, ()):
                 self.anti_count[gi][b] += 1
             self.loc[v] = b
@@ -198,7 +200,7 @@ class _State:
         weight = sum(self.m.weights[v] for v in vmids if self.loc[v] is not None)
         choice, reasons = None, {}
         for b in self.eligible:
-            if b in exclude:
+            if b in exclude or all(self.loc[v] == b for v in vmids):
                 continue
             why = self.can_place(vmids, b)
             if why:
@@ -219,16 +221,25 @@ def plan(snapshot, settings, immovable=None):
     before = {name: state.m.pct(i) for i, name in enumerate(state.m.names)}
     before_fixed, movable_items = _bound_inputs(state)
     bound = metrics.lower_bounds(state.m, state.eligible, before_fixed, movable_items)
-    failures = []
-    _drain(state, failures)
-    _repair_affinity(state, failures)
-    _repair_allowed(state, failures)
-    _repair_anti_affinity(state, failures)
-    _relieve_capacity(state, failures)
-    trigger = _trigger(state)
-    stop_reason = trigger["reason"]
-    if trigger["triggered"]:
-        stop_reason = _improve(state)
+    # Balancing can free the room a mandatory move lacked, and a mandatory move can unbalance:
+    # repeat until a whole pass changes nothing, so that planning again on the result (which is
+    # exactly such a pass) plans nothing.
+    trigger, stop_reason = None, None
+    for _round in range(MAX_ROUNDS):
+        steps = len(state.steps)
+        failures = []
+        _drain(state, failures)
+        _repair_affinity(state, failures)
+        _repair_allowed(state, failures)
+        _repair_anti_affinity(state, failures)
+        _relieve_capacity(state, failures)
+        round_trigger = _trigger(state)
+        trigger = trigger or round_trigger
+        stop_reason = round_trigger["reason"]
+        if round_trigger["triggered"]:
+            stop_reason = _improve(state)
+        if len(state.steps) == steps or stop_reason == "max_moves":
+            break
     moves = _collapse(state)
     seq = sequencer.sequence(_State(snapshot, settings, immovable), moves, settings.max_moves_per_node)
     return _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq)
@@ -355,7 +366,6 @@ def _improve(state):
     m = state.m
     settings = state.settings
     budget = settings.max_moves
-    made = 0
     by_node = {i: [] for i in state.eligible}
     for unit in state.units:
         here = state.node_of(unit)
@@ -381,13 +391,13 @@ def _improve(state):
         if best is None:
             return "no_gain"
         _score, unit, b = best
-        if budget is not None and made + len(unit.members) > budget:
+        if budget is not None and state.balance_moves + len(unit.members) > budget:
             return "max_moves"
         a = state.node_of(unit)
         by_node[a].remove((unit.weight, unit.uid))
         bisect.insort(by_node[b], (unit.weight, unit.uid))
         state.apply(unit.members, b, "balance", False)
-        made += len(unit.members)
+        state.balance_moves += len(unit.members)
 
 
 def _best_pair_move(state, entries, a, b, la, lb, best, cap_mean):

@@ -5,7 +5,7 @@
 
 During a wave every migration holds memory on its source AND its target (a live migration
 copies the guest before the source lets go), and for rules a guest in flight counts as present
-on both nodes. A wave is built only from moves that fit under those conditions, with at most
+on both nodes. Each arrival must also leave room for the guest to grow to its configured size. A wave is built only from moves that fit under those conditions, with at most
 ``max_moves_per_node`` migrations into and out of any node. When nothing can start (two guests
 must swap and neither fits first), one of them is parked on a third node and finishes later;
 moves that still cannot be ordered are returned as ``unsequenced``, never dropped silently.
@@ -64,7 +64,7 @@ def _admit(state, move, ins, outs, limit):
     if state.can_place([move.vmid], b) is not None:
         return False
     guest = state.guest(move.vmid)
-    state.m.arrive(b, state.m.weights[move.vmid], metrics.memory_need(guest), metrics.vcpus(guest), guest.local_disk_bytes or 0)
+    state.m.arrive(b, state.m.weights[move.vmid], metrics.memory_use(guest), metrics.vcpus(guest), guest.local_disk_bytes or 0)
     for gi in state.group_of.get(move.vmid, ()):
         state.anti_count[gi][b] += 1
     ins[b] = ins.get(b, 0) + 1

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB, BalanceSettings
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import ClusterSnapshot, Guest, HaGroup, HaRule, Node
@@ -24,6 +25,8 @@ def guest(vmid, host, mem_gib=4, used=1.0, cores=2, cpu=0.2, kind="qemu", status
 
 def cluster(nodes, guests, version="9.0.3", ha_rules=(), ha_groups=(), pools=None, crs=None, storages=()):
     """A snapshot whose node memory/cpu include the guests placed on them (as PVE reports)."""
+    nodes = [replace(n) for n in nodes]
+    guests = [replace(g) for g in guests]
     snap = ClusterSnapshot(pve_version=version, cluster_name="test", quorate=True,
                            nodes={n.name: n for n in nodes}, guests={g.vmid: g for g in guests},
                            storages=list(storages), ha_rules=list(ha_rules), ha_groups=list(ha_groups),
