@@ -74,7 +74,6 @@ class Plan:
 
     def to_dict(self):
         result = dict(self.data)
-        result["changed"] = self.changed
         result["moves"] = [m.to_dict() for m in self.moves]
         result["waves"] = len(self.waves)
         return result
@@ -215,8 +214,12 @@ class _State:
         return {self.m.names[i]: self.m.pct(i) for i in self.eligible}
 
 
-def plan(snapshot, settings, immovable=None):
-    """Compute a plan for ``snapshot`` under ``settings`` (pure). See the module docstring."""
+def plan(snapshot, settings, immovable=None, balance=True):
+    """Compute a plan for ``snapshot`` under ``settings`` (pure). See the module docstring.
+
+    ``immovable``: {vmid: reason} of guests that must stay (for example because PVE refused to
+    move them). ``balance=False`` plans only the mandatory moves (a node evacuation).
+    """
     state = _State(snapshot, settings, immovable)
     before = {name: state.m.pct(i) for i, name in enumerate(state.m.names)}
     before_fixed, movable_items = _bound_inputs(state)
@@ -233,7 +236,7 @@ def plan(snapshot, settings, immovable=None):
         _repair_allowed(state, failures)
         _repair_anti_affinity(state, failures)
         _relieve_capacity(state, failures)
-        round_trigger = _trigger(state)
+        round_trigger = _trigger(state) if balance else dict(triggered=False, reason="balancing_off")
         trigger = trigger or round_trigger
         stop_reason = round_trigger["reason"]
         if round_trigger["triggered"]:
@@ -660,3 +663,34 @@ def _storage_ok(snapshot, node, request):
             free = storage.maxdisk_bytes - storage.disk_bytes
             return storage.status in ("available", "active") and free >= (request.disk_bytes or 0)
     return False
+
+
+# -- planned placements ----------------------------------------------------------------------
+def plan_placements(snapshot, settings, wanted, reason="return"):
+    """Move guests to the nodes in ``wanted`` ({vmid: node}) where they still fit and rules allow.
+
+    Used to bring guests back after maintenance. Larger guests are placed first; a guest that no
+    longer fits, or may no longer run there, stays and is listed in ``failures``. Returns a Plan.
+    """
+    state = _State(snapshot, settings)
+    before = {name: state.m.pct(i) for i, name in enumerate(state.m.names)}
+    failures = []
+    order = sorted((v for v in wanted if v in snapshot.guests), key=lambda v: (-metrics.memory_use(snapshot.guests[v]), v))
+    for vmid in order:
+        target = state.idx.get(wanted[vmid])
+        guest = snapshot.guests[vmid]
+        if target is None:
+            failures.append(dict(vmids=[vmid], node=guest.node, reason=reason, detail="node %s does not exist" % wanted[vmid]))
+            continue
+        if state.loc[vmid] == target:
+            continue
+        why = state.c.immovable.get(vmid) or state.can_place([vmid], target)
+        if why:
+            failures.append(dict(vmids=[vmid], node=guest.node, reason=reason, detail="%s: %s" % (wanted[vmid], why)))
+            continue
+        state.apply([vmid], target, reason, True)
+    trigger = dict(triggered=False, reason="placements")
+    bound_fixed, items = _bound_inputs(state)
+    bound = metrics.lower_bounds(state.m, state.eligible, bound_fixed, items)
+    seq = sequencer.sequence(_State(snapshot, settings), _collapse(state), settings.max_moves_per_node)
+    return _assemble(state, snapshot, settings, before, bound, trigger, "placements", failures, seq)

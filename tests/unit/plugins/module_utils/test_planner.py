@@ -380,3 +380,19 @@ def test_best_node_accounts_size_rules_and_count():
     rows = {r["node"]: r for r in ranking}
     assert not rows["pve2"]["fits"] and "memory" in rows["pve2"]["reasons"][0]
     assert not rows["pve4"]["fits"] and "anti-affinity" in rows["pve4"]["reasons"][0]
+
+
+def test_evacuation_only_plans_no_balancing():
+    snap = hot_cluster([guest(200, "pve2", 4)])
+    result = planner.plan(snap, settings(maintenance_nodes=["pve2"]), balance=False)
+    assert [(m.vmid, m.reason) for m in result.moves] == [(200, "maintenance")]
+
+
+def test_return_placements_where_they_still_fit():
+    nodes = [node("pve1", 64), node("pve2", 64), node("pve3", 32, base_gib=1)]
+    guests = [guest(100, "pve1", 8), guest(101, "pve1", 24, used=1.0), guest(102, "pve2", 24, used=1.0)]
+    snap = cluster(nodes, guests)
+    wanted = {100: "pve3", 101: "pve3", 102: "pve2"}
+    result = planner.plan_placements(snap, settings(), wanted)
+    assert [(m.vmid, m.target) for m in result.moves] == [(101, "pve3")]
+    assert result.data["failures"][0]["vmids"] == [100] and "memory" in result.data["failures"][0]["detail"]
