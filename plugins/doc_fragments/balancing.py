@@ -53,7 +53,7 @@ options:
     description:
       - Capacity held back on nodes, as in ProxLB. Keys are node names or V(defaults); values are
         mappings of V(memory) and V(disk) in GiB and V(cpu) in cores. A node's own value wins over V(defaults).
-      - The reserve is taken off the node's capacity everywhere: in the loads reported, the loads
+      - The reserve is taken off the node's capacity everywhere, in the loads reported, the loads
         balanced and every fit check.
     type: dict
     default: {}

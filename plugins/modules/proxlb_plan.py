@@ -142,7 +142,7 @@ plan:
       sample: {spread_pp: 41.2, max_pct: 86.5, balanciness: 10.0, threshold: null, triggered: true, reason: spread_above_balanciness}
     stop_reason:
       description:
-        - Why planning stopped: V(target_reached) (spread within half of O(balanciness)), V(no_gain)
+        - Why planning stopped. V(target_reached) (spread within half of O(balanciness)), V(no_gain)
           (no move pays for itself), V(max_moves), or the trigger reason when balancing did not start.
       type: str
       sample: target_reached

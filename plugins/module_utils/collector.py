@@ -1,0 +1,506 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) proxlb.balancer contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PVE API -> ClusterSnapshot in a constant number of calls.
+
+The calls, whatever the cluster size (``COLLECT_CALLS``):
+
+1. ``GET /version`` (answered by the connection probe; no second request)
+2. ``GET /cluster/resources`` - pools, guests, nodes and storages in one answer
+3. ``GET /cluster/options`` - the CRS settings
+4. ``GET /cluster/status`` - cluster name and quorum
+5. ``GET /cluster/ha/status/current`` - HA-managed guests, LRM maintenance mode, quorum
+6. ``GET /cluster/ha/rules`` (PVE >= 9) or ``GET /cluster/ha/groups`` (PVE 8)
+
+Optional per-node extras, the only calls that grow with the cluster:
+``GET /nodes/{node}/rrddata`` per online node (``with_pressure``, PVE >= 9) and
+``GET /nodes/{node}/storage/{storage}/content`` per node-local guest storage
+(``with_local_volumes``).
+
+Every PVE quirk (numbers as strings, fields missing on offline nodes, PVE 8 vs 9 shapes) is
+absorbed here; nothing after the collector needs to know about them. No Ansible imports.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, List
+
+from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, PveApiError
+from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import (
+    ClusterSnapshot,
+    Guest,
+    HaGroup,
+    HaRule,
+    Node,
+    Storage,
+    version_tuple,
+)
+
+COLLECT_CALLS = (
+    "GET /version",
+    "GET /cluster/resources",
+    "GET /cluster/options",
+    "GET /cluster/status",
+    "GET /cluster/ha/status/current",
+    "GET /cluster/ha/rules (PVE >= 9) | GET /cluster/ha/groups (PVE 8)",
+)
+PRESSURE_WINDOWS = ("hour", "day", "week", "month", "year")
+# rrddata data source -> Node.pressure key (percent, kernel PSI avg10)
+PRESSURE_FIELDS = {
+    "pressurecpusome": "cpu_some",
+    "pressurememorysome": "memory_some",
+    "pressurememoryfull": "memory_full",
+    "pressureiosome": "io_some",
+    "pressureiofull": "io_full",
+}
+GUEST_VOLUME_CONTENT = ("images", "rootdir")
+_TAG_SPLIT = re.compile(r"[;,\s]+")
+_GROUPS_MIGRATED = "migrated to rules"
+
+
+# -- number and flag coercion (PVE sends ints as strings in places) ------------------------
+
+def _int(value, default=0):
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        try:
+            return int(float(value))
+        except (TypeError, ValueError):
+            return default
+
+
+def _float(value, default=0.0):
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _bool(value, default=False):
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _str(value):
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def split_tags(value):
+    """``'plb_pin_pve1;web'`` -> ``['plb_pin_pve1', 'web']``; also tolerates ``,`` and spaces.
+
+    Case is kept (rules compare case-insensitively); duplicates dropped, order kept.
+    """
+    if not value:
+        return []
+    if isinstance(value, (list, tuple)):
+        value = ";".join(str(v) for v in value)
+    tags = []
+    for tag in _TAG_SPLIT.split(str(value)):
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def split_list(value):
+    """PVE comma lists (``content``, ``resources``) -> list of stripped items."""
+    if not value:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+def parse_node_priorities(value):
+    """``'pve1:2,pve2'`` -> ``{'pve1': 2, 'pve2': 0}`` (PVE's default priority is 0)."""
+    nodes = {}
+    for item in split_list(value):
+        name, _sep, priority = item.partition(":")
+        if name.strip():
+            nodes[name.strip()] = _int(priority, 0)
+    return nodes
+
+
+def parse_property_string(value, default_key=None):
+    """``'ha=static,ha-rebalance-on-start=1'`` -> ``{'ha': 'static', 'ha-rebalance-on-start': 1}``.
+
+    Numbers become int/float; a bare value belongs to ``default_key``. A dict passes through.
+    """
+    if isinstance(value, dict):
+        items = value.items()
+    else:
+        items = []
+        for part in split_list(value):
+            key, sep, val = part.partition("=")
+            items.append((key.strip(), val.strip()) if sep else (default_key, key.strip()))
+    result = {}
+    for key, val in items:
+        if key is None:
+            continue
+        result[key] = _number_or_text(val)
+    return result
+
+
+def _number_or_text(value):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    text = str(value)
+    if re.match(r"^-?\d+$", text):
+        return int(text)
+    if re.match(r"^-?\d+\.\d*$", text):
+        return float(text)
+    return text
+
+
+def _sid(guest_type, vmid):
+    return "%s:%d" % ("ct" if guest_type == "lxc" else "vm", vmid)
+
+
+def normalize_sid(value, guests=None):
+    """``'vm:100'`` stays; a bare ``'100'`` becomes ``vm:100`` or ``ct:100`` from the guest's type."""
+    text = str(value).strip()
+    if ":" in text:
+        kind, _sep, vmid = text.partition(":")
+        return "%s:%s" % (kind.strip().lower(), vmid.strip())
+    if text.isdigit():
+        guest = (guests or {}).get(int(text))
+        return _sid(guest.type if guest else "qemu", int(text))
+    return text
+
+
+def _vmid_from_sid(sid):
+    _kind, _sep, vmid = str(sid).partition(":")
+    return _int(vmid, None) if vmid else _int(sid, None)
+
+
+# -- /cluster/resources --------------------------------------------------------------------
+
+def nodes_from_resources(resources):
+    """Node entries of a ``/cluster/resources`` answer -> ``{name: Node}`` sorted by name.
+
+    Offline nodes often carry only id/node/type/status; missing numbers become 0.
+    """
+    nodes = {}
+    for entry in resources or []:
+        if not isinstance(entry, dict) or entry.get("type") != "node":
+            continue
+        name = _str(entry.get("node")) or str(entry.get("id", "")).partition("/")[2]
+        if not name:
+            continue
+        hastate = _str(entry.get("hastate"))
+        nodes[name] = Node(
+            name=name,
+            status=_str(entry.get("status")) or "unknown",
+            maxcpu=_int(entry.get("maxcpu")),
+            cpu=_float(entry.get("cpu")),
+            maxmem_bytes=_int(entry.get("maxmem")),
+            mem_bytes=_int(entry.get("mem")),
+            maxdisk_bytes=_int(entry.get("maxdisk")),
+            disk_bytes=_int(entry.get("disk")),
+            hastate=hastate,
+            ha_maintenance=hastate == "maintenance",
+        )
+    return {name: nodes[name] for name in sorted(nodes)}
+
+
+def _guest_mem_bytes(guest_type, status, mem, maxmem, memhost):
+    if status == "stopped":
+        return 0
+    # PVE 9 memhost is what the QEMU process really holds on the host (0 for lxc/stopped)
+    if guest_type == "qemu" and memhost > 0:
+        return memhost
+    # mem is the guest's own view and can exceed maxmem by a few pages
+    return min(mem, maxmem) if maxmem > 0 else mem
+
+
+def guests_from_resources(resources):
+    """qemu/lxc entries of a ``/cluster/resources`` answer -> ``{vmid: Guest}`` sorted by vmid.
+
+    ``Guest.ha`` gets a minimal ``{"sid", "state", ...}`` from ``hastate``; the collector
+    refines it from the HA status. Guests whose node lost its RRD data come as ``unknown``.
+    """
+    guests = {}
+    for entry in resources or []:
+        if not isinstance(entry, dict) or entry.get("type") not in ("qemu", "lxc"):
+            continue
+        guest_type = entry["type"]
+        vmid = _int(entry.get("vmid"), None)
+        if vmid is None:
+            vmid = _int(str(entry.get("id", "")).partition("/")[2], None)
+        if vmid is None:
+            continue
+        status = _str(entry.get("status")) or "unknown"
+        maxmem = _int(entry.get("maxmem"))
+        stopped = status == "stopped"
+        hastate = _str(entry.get("hastate"))
+        guests[vmid] = Guest(
+            vmid=vmid,
+            name=_str(entry.get("name")) or (("CT%d" if guest_type == "lxc" else "VM %d") % vmid),
+            type=guest_type,
+            node=_str(entry.get("node")) or "",
+            status=status,
+            template=_bool(entry.get("template")),
+            maxcpu=_float(entry.get("maxcpu")),
+            cpu=0.0 if stopped else _float(entry.get("cpu")),
+            maxmem_bytes=maxmem,
+            mem_bytes=_guest_mem_bytes(guest_type, status, _int(entry.get("mem")), maxmem, _int(entry.get("memhost"))),
+            maxdisk_bytes=_int(entry.get("maxdisk")),
+            disk_bytes=_int(entry.get("disk")),
+            tags=split_tags(entry.get("tags")),
+            pool=_str(entry.get("pool")),
+            lock=_str(entry.get("lock")),
+            ha=_ha_entry(_sid(guest_type, vmid), hastate) if hastate else None,
+        )
+    return {vmid: guests[vmid] for vmid in sorted(guests)}
+
+
+def _ha_entry(sid, state, group=None, failback=True, auto_rebalance=True):
+    return {"sid": sid, "state": state, "group": group, "failback": failback, "auto_rebalance": auto_rebalance}
+
+
+def storages_from_resources(resources):
+    storages = []
+    for entry in resources or []:
+        if not isinstance(entry, dict) or entry.get("type") != "storage":
+            continue
+        storage = _str(entry.get("storage")) or str(entry.get("id", "")).rpartition("/")[2]
+        storages.append(Storage(
+            storage=storage,
+            node=_str(entry.get("node")) or "",
+            plugintype=_str(entry.get("plugintype")) or "",
+            shared=_bool(entry.get("shared")),
+            content=split_list(entry.get("content")),
+            status=_str(entry.get("status")) or "unknown",
+            disk_bytes=_int(entry.get("disk")),
+            maxdisk_bytes=_int(entry.get("maxdisk")),
+        ))
+    return sorted(storages, key=lambda s: (s.node, s.storage))
+
+
+def pools_from_resources(resources, guests):
+    """Pool entries plus each guest's ``pool`` field -> ``{pool: [vmid, ...]}``."""
+    pools: Dict[str, List[int]] = {}
+    for entry in resources or []:
+        if isinstance(entry, dict) and entry.get("type") == "pool":
+            name = _str(entry.get("pool")) or str(entry.get("id", "")).rpartition("/pool/")[2]
+            if name:
+                pools.setdefault(name, [])
+    for guest in guests.values():
+        if guest.pool:
+            pools.setdefault(guest.pool, []).append(guest.vmid)
+    return {name: sorted(set(pools[name])) for name in sorted(pools)}
+
+
+# -- other cluster endpoints ---------------------------------------------------------------
+
+def crs_from_options(options):
+    """``/cluster/options`` -> CRS settings, whether PVE sent ``crs`` as an object or a property string."""
+    if not isinstance(options, dict) or not options.get("crs"):
+        return {}
+    return parse_property_string(options["crs"], default_key="ha")
+
+
+def apply_cluster_status(snapshot, status):
+    """``/cluster/status`` -> cluster name, quorum; nodes hidden from ``/cluster/resources`` are added."""
+    for entry in status or []:
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("type") == "cluster":
+            snapshot.cluster_name = _str(entry.get("name"))
+            snapshot.quorate = _bool(entry.get("quorate"))
+        elif entry.get("type") == "node":
+            name = _str(entry.get("name"))
+            if name and name not in snapshot.nodes:
+                snapshot.nodes[name] = Node(name=name, status="online" if _bool(entry.get("online")) else "offline")
+
+
+def ha_rules_from_api(rules, guests=None):
+    """``/cluster/ha/rules`` -> ``[HaRule]`` in PVE's rule order."""
+    entries = [e for e in rules or [] if isinstance(e, dict) and e.get("rule")]
+    result = []
+    for entry in sorted(entries, key=lambda e: (_int(e.get("order"), 0), str(e["rule"]))):
+        rule_type = _str(entry.get("type")) or ""
+        result.append(HaRule(
+            rule=str(entry["rule"]),
+            type=rule_type,
+            resources=[normalize_sid(r, guests) for r in split_list(entry.get("resources"))],
+            nodes=parse_node_priorities(entry.get("nodes")),
+            strict=_bool(entry.get("strict")),
+            affinity=_str(entry.get("affinity")),
+            disabled=_bool(entry.get("disable")),
+        ))
+    return result
+
+
+def ha_groups_from_api(groups):
+    result = []
+    for entry in groups or []:
+        if not isinstance(entry, dict) or not entry.get("group"):
+            continue
+        result.append(HaGroup(
+            group=str(entry["group"]),
+            nodes=parse_node_priorities(entry.get("nodes")),
+            restricted=_bool(entry.get("restricted")),
+            nofailback=_bool(entry.get("nofailback")),
+        ))
+    return sorted(result, key=lambda g: g.group)
+
+
+def apply_ha_status(snapshot, status):
+    """``/cluster/ha/status/current`` -> quorum, LRM maintenance mode, HA state of each guest."""
+    nofailback = {g.group for g in snapshot.ha_groups if g.nofailback}
+    for entry in status or []:
+        if not isinstance(entry, dict):
+            continue
+        entry_type = entry.get("type")
+        if entry_type == "quorum" and snapshot.quorate is None and "quorate" in entry:
+            snapshot.quorate = _bool(entry.get("quorate"))
+        elif entry_type == "lrm":
+            node = snapshot.nodes.get(_str(entry.get("node")) or "")
+            if node is not None and "maintenance mode" in str(entry.get("status", "")):
+                node.ha_maintenance = True
+        elif entry_type == "service":
+            sid = normalize_sid(entry.get("sid") or str(entry.get("id", "")).partition(":")[2], snapshot.guests)
+            guest = snapshot.guests.get(_vmid_from_sid(sid))
+            if guest is None:
+                continue            # not visible to this user, or already gone
+            group = _str(entry.get("group"))
+            state = _str(entry.get("state")) or _str(entry.get("crm_state")) or "unknown"
+            if _str(entry.get("request_state")) == "ignored":
+                state = "ignored"
+            guest.ha = _ha_entry(
+                sid,
+                state,
+                group=group,
+                failback=_bool(entry.get("failback"), default=group not in nofailback),
+                auto_rebalance=_bool(entry.get("auto-rebalance", entry.get("auto_rebalance")), default=True),
+            )
+
+
+# -- per-node extras -----------------------------------------------------------------------
+
+def pressure_from_rrddata(rows):
+    """Average each PSI data source over the rows that have it -> ``{cpu_some: 0.12, ...}``."""
+    sums: Dict[str, float] = {}
+    counts: Dict[str, int] = {}
+    for row in rows or []:
+        if not isinstance(row, dict):
+            continue
+        for source, key in PRESSURE_FIELDS.items():
+            value = row.get(source)
+            if value is None or value == "":
+                continue
+            sums[key] = sums.get(key, 0.0) + _float(value)
+            counts[key] = counts.get(key, 0) + 1
+    return {key: round(sums[key] / counts[key], 4) for key in sorted(sums)}
+
+
+def local_guest_storages(snapshot):
+    """(node, storage) pairs of node-local, available storages that can hold guest disks on online nodes."""
+    pairs = []
+    for storage in snapshot.storages:
+        node = snapshot.nodes.get(storage.node)
+        if storage.shared or not storage.holds_guests or node is None or not node.online:
+            continue
+        if storage.status != "available":
+            continue
+        pairs.append((storage.node, storage.storage))
+    return pairs
+
+
+def add_local_volumes(snapshot, node, volumes):
+    """Add the sizes of guest volumes listed on one local storage of ``node``."""
+    for volume in volumes or []:
+        if not isinstance(volume, dict) or volume.get("content", "images") not in GUEST_VOLUME_CONTENT:
+            continue
+        guest = snapshot.guests.get(_int(volume.get("vmid"), -1))
+        # a leftover volume on another node does not travel with the guest
+        if guest is not None and guest.node == node:
+            guest.local_disk_bytes = (guest.local_disk_bytes or 0) + _int(volume.get("size"))
+
+
+# -- the collection ------------------------------------------------------------------------
+
+def collect(client, with_pressure=False, pressure_window="hour", with_local_volumes=False, warnings=None):
+    """Read the cluster through ``client`` (a connected ``PveClient``) into a ``ClusterSnapshot``.
+
+    ``warnings``, if a list, receives one line per optional per-node read that failed (e.g. a
+    node went away mid-collection); the snapshot is still returned without that detail.
+    """
+    if pressure_window not in PRESSURE_WINDOWS:
+        raise ConfigError("pressure_window", "must be one of %s, got '%s'" % (", ".join(PRESSURE_WINDOWS), pressure_window))
+    start = client.calls
+    version_info = getattr(client, "version_info", None)
+    probe_reused = bool(version_info)
+    if not version_info:
+        version_info = client.get("/version") or {}
+
+    snapshot = ClusterSnapshot(pve_version=str(version_info.get("version") or "0.0.0"))
+    resources = client.get("/cluster/resources") or []
+    snapshot.nodes = nodes_from_resources(resources)
+    snapshot.guests = guests_from_resources(resources)
+    snapshot.storages = storages_from_resources(resources)
+    snapshot.pools = pools_from_resources(resources, snapshot.guests)
+    snapshot.crs = crs_from_options(client.get("/cluster/options"))
+    apply_cluster_status(snapshot, client.get("/cluster/status"))
+    snapshot.nodes = {name: snapshot.nodes[name] for name in sorted(snapshot.nodes)}
+
+    ha_status = client.get("/cluster/ha/status/current")
+    if version_tuple(snapshot.pve_version) >= (9, 0, 0):
+        snapshot.ha_rules = ha_rules_from_api(client.get("/cluster/ha/rules"), snapshot.guests)
+    else:
+        snapshot.ha_groups = ha_groups_from_api(_read_ha_groups(client))
+    apply_ha_status(snapshot, ha_status)
+
+    if with_pressure and version_tuple(snapshot.pve_version) >= (9, 0, 0):
+        for name, node in snapshot.nodes.items():
+            if not node.online:
+                continue
+            rows = _optional_read(client, warnings, "pressure of node %s" % name,
+                                  "/nodes/%s/rrddata" % name, timeframe=pressure_window, cf="AVERAGE")
+            node.pressure = pressure_from_rrddata(rows)
+    elif with_pressure and isinstance(warnings, list):
+        warnings.append("with_pressure: PVE %s has no pressure (PSI) data; it needs PVE 9 or later" % snapshot.pve_version)
+
+    if with_local_volumes:
+        for guest in snapshot.guests.values():
+            guest.local_disk_bytes = 0
+        for node, storage in local_guest_storages(snapshot):
+            volumes = _optional_read(client, warnings, "volumes on storage %s of node %s" % (storage, node),
+                                     "/nodes/%s/storage/%s/content" % (node, storage))
+            add_local_volumes(snapshot, node, volumes)
+
+    snapshot.api_calls = client.calls - start + (1 if probe_reused else 0)
+    return snapshot
+
+
+def _read_ha_groups(client):
+    try:
+        return client.request("GET", "/cluster/ha/groups", retries=0)
+    except PveApiError as err:
+        # PVE answers 500 once groups were migrated to rules (or on a fresh PVE 9): no groups
+        if err.status == 500 and _GROUPS_MIGRATED in str(err):
+            return []
+        raise
+
+
+def _optional_read(client, warnings, what, path, **params):
+    try:
+        return client.get(path, **params)
+    except PveApiError as err:
+        if err.kind in ("auth", "tls", "config"):
+            raise
+        if isinstance(warnings, list):
+            warnings.append("could not read %s: %s" % (what, err))
+        return None
