@@ -211,7 +211,7 @@ plan:
       type: int
     left_alone:
       description:
-        - Guests that stay although they might have moved, with C(vmid), C(name), C(node) and C(reason):
+        - Guests that stay although they might have moved, with C(vmid), C(name), C(node) and C(reason), one of
           V(ignored), V(template), V(type_excluded), V(ignored_node), V(node_offline), V(locked:<lock>),
           V(status:<status>), V(stopped), V(ha_managed_by_pve), V(rule_conflict) or V(no_fit).
         - V(no_fit) entries carry C(rule) (the mandatory move that could not be made) and C(detail)
