@@ -27,11 +27,12 @@ per-migration overhead.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace as dc_replace
 from typing import Dict, List, Optional
 
 from ansible_collections.proxlb.balancer.plugins.module_utils import metrics, rules, sequencer
-from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB, check_nodes_known
+from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB, BalanceSettings, check_nodes_known
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import version_tuple
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
 
@@ -469,13 +470,21 @@ def _collapse(state):
 
 
 def _bound_inputs(state):
+    """Load no plan can take off each node, and the units that may move with their allowed nodes.
+
+    A unit that rules confine to one node is fixed there, wherever it sits now.
+    """
     fixed = {i: state.m.load[i] for i in state.eligible}
     items = []
     for unit in state.units:
         here = state.node_of(unit)
-        if here in fixed and state.movable(unit):
-            fixed[here] -= unit.weight
-            allowed = state.eligible if unit.allowed is None else [i for i in state.eligible if i in unit.allowed]
+        if here not in fixed or not state.movable(unit):
+            continue
+        allowed = state.eligible if unit.allowed is None else [i for i in state.eligible if i in unit.allowed]
+        fixed[here] -= unit.weight
+        if len(allowed) == 1:
+            fixed[allowed[0]] += unit.weight
+        else:
             items.append((unit.weight, allowed))
     return fixed, items
 
@@ -529,11 +538,11 @@ def summary(plan_or_dict):
                     data["moves_count"], data["waves"], data["mem_moved_bytes"] / GIB))
     lines.append("%-16s %-12s %8s %8s %4s %4s" % ("node", "role", "before", "after", "in", "out"))
     for name, node in sorted(data["nodes"].items()):
-        lines.append("%-16s %-12s %7.1f%% %7.1f%% %4d %4d" % (name, node["role"], node["before_pct"], node["after_pct"],
-                                                          node["moves_in"], node["moves_out"]))
+        lines.append("%-16s %-12s %7.1f%% %7.1f%% %4d %4d"
+                     % (name, node["role"], node["before_pct"], node["after_pct"], node["moves_in"], node["moves_out"]))
     for move in data["moves"]:
-        lines.append("wave %-3d %-5d %-20s %s -> %s  %.1f GiB  %s" % (move["wave"], move["vmid"], move["name"][:20], move["from"],
-                                                                 move["to"], move["mem_bytes"] / GIB, move["reason"]))
+        lines.append("wave %-3d %-5d %-20s %s -> %s  %.1f GiB  %s"
+                     % (move["wave"], move["vmid"], move["name"][:20], move["from"], move["to"], move["mem_bytes"] / GIB, move["reason"]))
     if not data["moves"]:
         lines.append("no moves: %s" % data["stop_reason"])
     for conflict in data["rule_conflicts"]:
@@ -572,39 +581,27 @@ def validate_moves(snapshot, settings, moves):
 
 
 # -- placing new guests ------------------------------------------------------------------------
-def place_new_guests(snapshot, settings, request, count=1):
-    """Rank nodes for ``count`` new guests described by ``request`` (see ``NewGuest``).
+SIZE_FORMS = "a whole number of bytes, or a number with a binary unit such as 512M, 8G, 8GiB, 8192MiB or 1T"
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:([kmgtp])(?:i?b)?|b)?$", re.IGNORECASE)
+_SIZE_FACTORS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4, "p": 1024 ** 5}
+_GUEST_TYPES = {"vm": "qemu", "ct": "lxc"}
+MAX_NEW_GUESTS = 1000
 
-    Uses the same model, fit checks and rules as balancing: the newcomer counts with its
-    configured memory and vCPUs, its tags bring pins and (anti-)affinity with existing guests,
-    and each placement is accounted before the next. Returns (chosen node names, ranking of the
-    first placement), a node name being None when nothing fits.
-    """
-    from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Guest
-    placed, ranking = [], None
-    snap = snapshot
-    for number in range(count):
-        vmid = -(number + 1)
-        newcomer = Guest(vmid=vmid, name=request.name or "new-guest-%d" % (number + 1), type=request.type, node="",
-                         status="running", maxcpu=float(request.cores), cpu=1.0 if settings.mode == "used" else 0.0,
-                         maxmem_bytes=int(request.memory_bytes), mem_bytes=int(request.memory_bytes), tags=list(request.tags),
-                         pool=request.pool, local_disk_bytes=int(request.disk_bytes or 0) if request.storage_local else None)
-        snap = _with_guest(snap, newcomer)
-        state = _State(snap, settings)
-        rows = []
-        for name in state.m.names:
-            rows.append(_rank_row(state, snap, newcomer, name, request))
-        rows.sort(key=lambda r: (not r["fits"], not r["preferred"], r["load_after_pct"], r["node"]))
-        for position, row in enumerate(rows, 1):
-            row["rank"] = position if row["fits"] else None
-        choice = rows[0]["node"] if rows and rows[0]["fits"] else None
-        if ranking is None:
-            ranking = rows
-        placed.append(choice)
-        if choice is None:
-            break
-        newcomer.node = choice
-    return placed, ranking
+
+def parse_size(value, option):
+    """Bytes from a whole number or a string with a binary unit (K, M, G, T, P; ``iB``/``B`` optional)."""
+    if isinstance(value, bool) or value is None:
+        raise ConfigError(option, "%r is not a size; give %s" % (value, SIZE_FORMS))
+    if isinstance(value, (int, float)):
+        size = float(value)
+    else:
+        match = _SIZE_RE.match(str(value).strip())
+        if not match:
+            raise ConfigError(option, "'%s' is not a size; give %s" % (value, SIZE_FORMS))
+        size = float(match.group(1)) * _SIZE_FACTORS[(match.group(2) or "").lower()]
+    if not 1 <= size < float("inf"):
+        raise ConfigError(option, "%s is not a positive size; give %s" % (value, SIZE_FORMS))
+    return int(size)
 
 
 @dataclass
@@ -620,33 +617,197 @@ class NewGuest:
     name: Optional[str] = None
     nodes: Optional[List[str]] = None    # candidate nodes; None = all
 
+    def describe(self):
+        text = "%.1f GiB memory, %g cores" % (self.memory_bytes / GIB, self.cores)
+        if self.disk_bytes and self.storage:
+            text += ", %.1f GiB disk on %s" % (self.disk_bytes / GIB, self.storage)
+        return text
 
-def _with_guest(snapshot, guest):
-    from dataclasses import replace as dc_replace
+
+@dataclass
+class BestNodeQuery:
+    """A validated best-node question, built alike from module parameters and lookup options.
+
+    ``from_options`` checks everything that can be checked without the cluster; ``answer``
+    checks the rest against a snapshot and places the guests.
+    """
+
+    settings: BalanceSettings
+    request: NewGuest
+    count: int = 1
+    fail_when_no_fit: bool = True
+
+    @classmethod
+    def from_options(cls, options):
+        kind = options.get("type") or "vm"
+        if kind not in _GUEST_TYPES:
+            raise ConfigError("type", "'%s' is not a guest type; use vm or ct" % kind)
+        nodes = options.get("nodes")
+        if nodes is not None:
+            nodes = [str(n) for n in _as_list(nodes)]
+            if not nodes:
+                raise ConfigError("nodes", "is empty; leave it out to consider every node")
+        disk = options.get("disk")
+        request = NewGuest(
+            memory_bytes=parse_size(options.get("memory"), "memory"),
+            cores=_whole(options.get("cores"), "cores", 1, "the number of vCPUs (cores) of the guest"),
+            type=_GUEST_TYPES[kind],
+            disk_bytes=0 if disk in (None, "") else parse_size(disk, "disk"),
+            storage=options.get("storage") or None,
+            tags=[str(t) for t in _as_list(options.get("tags"))],
+            pool=options.get("pool") or None,
+            name=options.get("name") or None,
+            nodes=nodes,
+        )
+        count = _whole(options.get("count", 1), "count", 1, "how many guests to place", maximum=MAX_NEW_GUESTS)
+        fail = options.get("fail_when_no_fit")
+        return cls(settings=BalanceSettings.from_params(options), request=request, count=count,
+                   fail_when_no_fit=True if fail is None else bool(fail))
+
+    def collect_options(self):
+        """Keyword arguments of ``collector.collect`` for these settings (pressure data, local volumes)."""
+        return dict(with_pressure=self.settings.mode == "psi", pressure_window=self.settings.pressure_window,
+                    with_local_volumes=self.settings.method == "disk")
+
+    def answer(self, snapshot):
+        """Place the guests on ``snapshot``: the result of the module, the basis of the lookup.
+
+        ``msg`` says why each node was rejected when a guest found no node; the caller decides
+        (``fail_when_no_fit``) whether that is a failure.
+        """
+        request = self._checked_request(snapshot)
+        placed, rankings, state = _place(snapshot, self.settings, request, self.count)
+        nodes = placed + [None] * (self.count - len(placed))
+        result = dict(
+            changed=False, node=nodes[0], nodes=nodes, ranking=rankings[0],
+            placements=[dict(node=node, ranking=rows) for node, rows in zip(placed, rankings)],
+            request=dict(memory_bytes=request.memory_bytes, cores=request.cores, type=_kind_of(request.type),
+                         disk_bytes=request.disk_bytes, storage=request.storage, storage_local=request.storage_local,
+                         tags=list(request.tags), pool=request.pool, nodes=request.nodes, count=self.count),
+            api_calls=snapshot.api_calls,
+            warnings=_newcomer_warnings(state, request),
+        )
+        if None in placed:
+            result["msg"] = _no_fit_message(request, len(placed), self.count, placed[:-1], rankings[-1])
+        return result
+
+    def _checked_request(self, snapshot):
+        request = self.request
+        if request.nodes is not None:
+            unknown = [n for n in request.nodes if n not in snapshot.nodes]
+            if unknown:
+                raise ConfigError("nodes", "unknown node(s) %s; the cluster has %s" % (", ".join(unknown), ", ".join(sorted(snapshot.nodes))))
+        lower = {n.lower() for n in snapshot.nodes}
+        unknown = [p for p in rules._tag_rules(request.tags)[2] if p not in lower]
+        if unknown:
+            raise ConfigError("tags", "plb_pin_%s names no node of this cluster; the cluster has %s" % (unknown[0], ", ".join(sorted(snapshot.nodes))))
+        if request.storage:
+            entries = [s for s in snapshot.storages if s.storage == request.storage]
+            if not entries:
+                raise ConfigError("storage", "unknown storage '%s'; the cluster has %s"
+                                  % (request.storage, ", ".join(sorted({s.storage for s in snapshot.storages})) or "none"))
+            request = dc_replace(request, storage_local=not any(s.shared for s in entries))
+        return request
+
+
+def _as_list(value):
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [part for part in re.split(r"[,;\s]+", value) if part]
+    return list(value)
+
+
+def _whole(value, option, minimum, meaning, maximum=None):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(value, bool) or number is None or number != int(number) or number < minimum or (maximum and number > maximum):
+        limits = "%d or more" % minimum if not maximum else "between %d and %d" % (minimum, maximum)
+        raise ConfigError(option, "%r is not allowed; give %s, a whole number %s" % (value, meaning, limits))
+    return int(number)
+
+
+def _kind_of(guest_type):
+    return {v: k for k, v in _GUEST_TYPES.items()}[guest_type]
+
+
+def place_new_guests(snapshot, settings, request, count=1):
+    """Rank nodes for ``count`` new guests described by ``request`` (see ``NewGuest``).
+
+    Uses the same model, fit checks and rules as balancing: the newcomer counts with its
+    configured memory and vCPUs, its tags bring pins and (anti-)affinity with existing guests,
+    and each placement is accounted before the next. Returns (chosen node names, ranking of the
+    first placement), a node name being None when nothing fits.
+    """
+    placed, rankings, _state = _place(snapshot, settings, request, count)
+    return placed, rankings[0]
+
+
+def _place(snapshot, settings, request, count):
+    """(chosen nodes, ranking per placement, final state); stops at the first guest that fits nowhere.
+
+    All newcomers enter the rules at once (so an anti-affinity group of new guests is sized
+    right) and the state is built once; each placement is then applied like a planned move.
+    """
+    newcomers = [_newcomer(request, settings, number) for number in range(count)]
+    snap = _with_guests(snapshot, newcomers)
+    state = _State(snap, settings)
+    storages = {(s.storage, s.node): s for s in snap.storages if s.storage == request.storage}
+    stored = {}   # node (None for shared storage) -> bytes the newcomers placed so far put on request.storage
+    placed, rankings = [], []
+    for newcomer in newcomers:
+        rows = [_rank_row(state, newcomer, name, request, storages, stored) for name in state.m.names]
+        rows.sort(key=lambda r: (not r["fits"], not r["preferred"], r["load_after_pct"] if r["load_after_pct"] is not None else float("inf"), r["node"]))
+        for position, row in enumerate(rows, 1):
+            row["rank"] = position if row["fits"] else None
+        choice = rows[0]["node"] if rows and rows[0]["fits"] else None
+        rankings.append(rows)
+        placed.append(choice)
+        if choice is None:
+            break
+        state.apply([newcomer.vmid], state.idx[choice], "new", True)
+        key = choice if request.storage_local else None
+        stored[key] = stored.get(key, 0) + (request.disk_bytes or 0)
+    return placed, rankings, state
+
+
+def _newcomer(request, settings, number):
+    from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Guest
+    return Guest(vmid=-(number + 1), name=request.name or "new-guest-%d" % (number + 1), type=request.type, node="",
+                 status="running", maxcpu=float(request.cores), cpu=1.0 if settings.mode == "used" else 0.0,
+                 maxmem_bytes=int(request.memory_bytes), mem_bytes=int(request.memory_bytes), tags=list(request.tags),
+                 pool=request.pool, local_disk_bytes=int(request.disk_bytes or 0) if request.storage_local else None)
+
+
+def _with_guests(snapshot, newcomers):
     guests = dict(snapshot.guests)
-    guests[guest.vmid] = guest
     pools = dict(snapshot.pools)
-    if guest.pool:
-        pools[guest.pool] = sorted(set(pools.get(guest.pool, [])) | {guest.vmid})
+    for guest in newcomers:
+        guests[guest.vmid] = guest
+        if guest.pool:
+            pools[guest.pool] = sorted(set(pools.get(guest.pool, [])) | {guest.vmid})
     return dc_replace(snapshot, guests=guests, pools=pools)
 
 
-def _rank_row(state, snap, newcomer, name, request):
+def _rank_row(state, newcomer, name, request, storages, stored):
     i = state.idx[name]
     weight = state.m.weights[newcomer.vmid]
+    after = state.m.pct_after(i, weight)
     row = dict(node=name, fits=False, preferred=False, load_before_pct=round(state.m.pct(i), 2),
-               load_after_pct=round(state.m.pct_after(i, weight), 2), reasons=[])
+               load_after_pct=round(after, 2) if after != float("inf") else None, reasons=[])
     unit = state.unit_of[newcomer.vmid]
     if request.nodes is not None and name not in request.nodes:
         row["reasons"].append("not in the requested nodes")
-    if request.storage and not _storage_ok(snap, name, request):
-        row["reasons"].append("storage %s is not available here or lacks %.1f GiB free" % (request.storage, (request.disk_bytes or 0) / GIB))
-    others = [v for v in unit.members if v != newcomer.vmid]
-    homes = {state.loc[v] for v in others}
-    if others and homes != {i}:
-        row["reasons"].append("affinity: its group runs on %s" % ", ".join(sorted(state.m.names[h] for h in homes if h is not None)))
-    state.loc[newcomer.vmid] = None
-    why = state.can_place([newcomer.vmid], i)
+    if request.storage:
+        why = _storage_reason(storages.get((request.storage, name)), request, stored.get(name if request.storage_local else None, 0))
+        if why:
+            row["reasons"].append(why)
+    homes = {state.loc[v] for v in unit.members if v != newcomer.vmid and state.loc[v] is not None}
+    if homes and homes != {i}:
+        row["reasons"].append("affinity: its group runs on %s" % ", ".join(sorted(state.m.names[h] for h in homes)))
+    why = _not_a_target(state, name) or state.can_place([newcomer.vmid], i)
     if why:
         row["reasons"].append(why)
     row["preferred"] = i in unit.preferred
@@ -656,13 +817,53 @@ def _rank_row(state, snap, newcomer, name, request):
     return row
 
 
-def _storage_ok(snapshot, node, request):
+def _not_a_target(state, name):
+    """Why a node takes no guests at all, in the words of the option or state that says so."""
+    node = state.snapshot.nodes[name]
+    if not node.online:
+        return "node is %s" % node.status
+    if name in state.settings.maintenance_nodes:
+        return "maintenance node (maintenance_nodes)"
+    if node.ha_maintenance:
+        return "node is in PVE HA maintenance mode"
+    if name in state.c.ignored_nodes:
+        return "ignored node (ignore_nodes)"
+    return None
+
+
+def _storage_reason(storage, request, already_bytes):
     """PVE lists every storage once per node it is usable on, shared ones included."""
-    for storage in snapshot.storages:
-        if storage.storage == request.storage and storage.node == node:
-            free = storage.maxdisk_bytes - storage.disk_bytes
-            return storage.status in ("available", "active") and free >= (request.disk_bytes or 0)
-    return False
+    if storage is None or storage.status not in ("available", "active"):
+        return "storage %s is not available here" % request.storage
+    wanted = "images" if request.type == "qemu" else "rootdir"
+    if storage.content and wanted not in storage.content:
+        return "storage %s does not hold %s (content %s)" % (request.storage, wanted, ",".join(storage.content))
+    free = storage.maxdisk_bytes - storage.disk_bytes - already_bytes
+    if free < (request.disk_bytes or 0):
+        return "storage %s: needs %.1f GiB, %.1f GiB free" % (request.storage, (request.disk_bytes or 0) / GIB, max(0, free) / GIB)
+    return None
+
+
+def _newcomer_warnings(state, request):
+    """Rule warnings and conflicts that concern the new guests."""
+    warnings = []
+    labels = [g.name for g in state.c.anti_groups if any(v < 0 for v in g.members)]
+    for conflict in state.c.conflicts:
+        if not any(v < 0 for v in conflict["guests"]):
+            continue
+        warnings.append(conflict["message"])
+    warnings.extend(w for w in state.c.warnings if any(label in w for label in labels))
+    return warnings
+
+
+def _no_fit_message(request, number, count, placed, rows):
+    which = "the new %s" % _kind_of(request.type)
+    if count > 1:
+        which = "new %s %d of %d" % (_kind_of(request.type), number, count)
+        if placed:
+            which += " (after placing %s)" % ", ".join(placed)
+    details = "; ".join("%s: %s" % (row["node"], ", ".join(row["reasons"])) for row in sorted(rows, key=lambda r: r["node"]))
+    return "no node can take %s (%s): %s" % (which, request.describe(), details)
 
 
 # -- planned placements ----------------------------------------------------------------------

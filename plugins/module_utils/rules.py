@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Set
 
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import version_tuple
 
@@ -66,7 +66,7 @@ def _tag_rules(tags):
 
 def _sid_to_vmid(sid):
     try:
-        return int(str(sid).split(":")[-1])
+        return int(str(sid).rsplit(":", maxsplit=1)[-1])
     except ValueError:
         return None
 
@@ -278,7 +278,7 @@ def _ha_node_affinity(guest, nodes_prio, strict, failback, eligible, why, restri
     if guest.ha_managed and failback and tier:
         restrict(guest.vmid, tier, why)
     elif strict:
-        restrict(guest.vmid, [n for n in nodes_prio], why)
+        restrict(guest.vmid, list(nodes_prio), why)
     elif tier:
         preferred.setdefault(guest.vmid, set()).update(tier)
 

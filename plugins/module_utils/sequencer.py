@@ -5,7 +5,8 @@
 
 During a wave every migration holds memory on its source AND its target (a live migration
 copies the guest before the source lets go), and for rules a guest in flight counts as present
-on both nodes. Each arrival must also leave room for the guest to grow to its configured size. A wave is built only from moves that fit under those conditions, with at most
+on both nodes. Each arrival must also leave room for the guest to grow to its configured size.
+A wave is built only from moves that fit under those conditions, with at most
 ``max_moves_per_node`` migrations into and out of any node. When nothing can start (two guests
 must swap and neither fits first), one of them is parked on a third node and finishes later;
 moves that still cannot be ordered are returned as ``unsequenced``, never dropped silently.

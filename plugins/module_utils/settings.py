@@ -9,6 +9,7 @@ before anything touches the cluster, and every error names the option and the fi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -151,7 +152,7 @@ def _number(values, key, minimum=None, maximum=None):
         value = float(value)
     except (TypeError, ValueError):
         raise ConfigError(key, "'%s' is not a number" % (value,))
-    if value != value or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    if math.isnan(value) or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise ConfigError(key, "%s is out of range; use a value between %s and %s" % (value, minimum, maximum))
     return value
 

@@ -10,7 +10,7 @@ module: proxlb_plan
 short_description: Compute a balancing plan for a Proxmox VE cluster
 version_added: 0.1.0
 author:
-  - proxlb.balancer maintainers
+  - proxlb.balancer maintainers (!UNKNOWN)
 description:
   - Reads the cluster (or a snapshot saved by M(proxlb.balancer.proxlb_cluster_info)) and computes which
     guests to migrate where, without changing anything.
@@ -157,8 +157,8 @@ plan:
       description:
         - C(before) and C(after) statistics over the balanced nodes, each with C(spread_pp) (max - min,
           percentage points), C(cv) (coefficient of variation), C(max_pct), C(min_pct) and C(mean_pct).
-        - C(lower_bound) on what any plan could reach: C(max_pct), C(spread_pp), C(average_pct) and
-          C(binding) (V(average), V(largest_item) or V(fixed_load): the bound that decides).
+        - C(lower_bound) on what any plan could reach, with C(max_pct), C(spread_pp), C(average_pct) and
+          C(binding), the bound that decides (V(average), V(largest_item) or V(fixed_load)).
         - C(gap) between the plan and the bound, C(max_pp) and C(spread_pp).
       type: dict
     moves:

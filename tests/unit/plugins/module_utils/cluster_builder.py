@@ -9,7 +9,7 @@ import random
 from dataclasses import replace
 
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB, BalanceSettings
-from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import ClusterSnapshot, Guest, HaGroup, HaRule, Node
+from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import ClusterSnapshot, Guest, Node
 
 
 def node(name, mem_gib=64, threads=16, status="online", base_gib=2.0, **kw):

@@ -237,8 +237,8 @@ def test_pve9_ha_node_affinity_and_resource_affinity():
 def test_pve8_restricted_ha_group_is_a_hard_set():
     nodes = [node("pve1"), node("pve2"), node("pve3")]
     guests = [guest(100, "pve1", 4, ha={"sid": "vm:100", "state": "started", "group": "g"})]
-    snap = cluster(nodes, guests, version="8.2.4", ha_groups=[HaGroup(group="g", nodes={"pve2": 0, "pve3": 0}, restricted=True,
-                                                                       nofailback=True)])
+    group = HaGroup(group="g", nodes={"pve2": 0, "pve3": 0}, restricted=True, nofailback=True)
+    snap = cluster(nodes, guests, version="8.2.4", ha_groups=[group])
     result = planner.plan(snap, settings())
     assert result.moves[0].target in ("pve2", "pve3") and result.moves[0].reason == "rule:ha-group:g"
 
