@@ -211,7 +211,7 @@ def lower_bounds(model, nodes, fixed_load, movable_items):
     """Lower bounds on the best achievable max load and spread over ``nodes`` (indices).
 
     fixed_load: index -> load that cannot leave the node (host overhead, immovable guests).
-    movable_items: list of (weight, [allowed node indices]) for units that may move.
+    movable_items: list of (weight, [node indices it could end on]) for units that may move.
     Returns dict(max_pct, spread_pp, average_pct, binding) where ``binding`` names the bound
     that decides (average, largest_item, fixed_load).
     """
@@ -225,14 +225,25 @@ def lower_bounds(model, nodes, fixed_load, movable_items):
     candidates.append(("fixed_load", fixed))
     item = 0.0
     for weight, allowed in movable_items:
-        best_cap = max((model.cap[i] for i in allowed), default=0.0)
-        if best_cap > 0:
-            item = max(item, weight * 100.0 / best_cap)
+        # Wherever the unit ends, that node carries its fixed load plus the unit.
+        landing = [(fixed_load.get(i, 0.0) + weight) * 100.0 / model.cap[i] for i in allowed if model.cap[i] > 0]
+        if landing:
+            item = max(item, min(landing))
     candidates.append(("largest_item", item))
     binding, best = max(candidates, key=lambda c: c[1])
+    # The least loaded node carries at most the average; and when node k cannot go below
+    # fixed_k, the others share what is left, so the minimum is at most their average.
+    spread = best - average
+    for k in nodes:
+        rest_cap = total_cap - model.cap[k]
+        if model.cap[k] <= 0 or rest_cap <= 0:
+            continue
+        floor_k = fixed_load.get(k, 0.0) * 100.0 / model.cap[k]
+        rest_average = (total_load * 100.0 - floor_k * model.cap[k]) / rest_cap
+        spread = max(spread, floor_k - rest_average)
     return dict(
         max_pct=round(best, 2),
-        spread_pp=round(max(0.0, best - average), 2),
+        spread_pp=round(max(0.0, spread), 2),
         average_pct=round(average, 2),
         binding=binding,
     )

@@ -37,10 +37,10 @@ from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import ve
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
 
 MARGIN_PER_GIB = 0.25          # pp^2 of objective a move must gain per GiB it moves
-MOVE_OVERHEAD_GIB = 1.0        # every migration costs at least this much
+MOVE_OVERHEAD_GIB = 24.0       # a migration's fixed cost (downtime blip, task, risk) in GiB-equivalents
 PREFERENCE_PENALTY_GIB = 8.0   # leaving a preferred node is as costly as moving this much more
 CANDIDATE_NODES = 6            # hottest x coldest nodes examined per improving step
-CANDIDATE_SCAN = 4             # units examined each side of the ideal size per node pair
+CANDIDATE_SCAN = 6             # units examined each side of the ideal size per node pair
 MAX_ROUNDS = 8                 # mandatory + balancing passes until nothing changes
 
 
@@ -93,7 +93,7 @@ class _Unit:
 class _State:
     """The model plus where every guest is and how anti-affinity groups are spread."""
 
-    def __init__(self, snapshot, settings, immovable=None):
+    def __init__(self, snapshot, settings, immovable=None, forbidden=None):
         check_nodes_known(settings, snapshot.nodes)
         if settings.mode == "psi" and version_tuple(snapshot.pve_version) < (9, 0, 0):
             raise ConfigError("mode", "psi needs PVE 9 pressure data; this cluster runs PVE %s, use mode used or assigned"
@@ -106,6 +106,9 @@ class _State:
                 self.c.immovable[vmid] = reason
         self.m = metrics.Model(snapshot, settings)
         self.idx = self.m.index
+        # {vmid: {node index: reason}}: targets PVE's own migration check refused for a guest.
+        self.forbidden = {vmid: {self.idx[n]: why for n, why in nodes.items() if n in self.idx}
+                          for vmid, nodes in (forbidden or {}).items() if vmid in snapshot.guests}
         self.eligible = [self.idx[n] for n in self.c.eligible]
         self.eligible_set = set(self.eligible)
         self.loc = {vmid: self.idx.get(g.node) for vmid, g in snapshot.guests.items()}
@@ -160,6 +163,9 @@ class _State:
         if not moving:
             return None
         unit = self.unit_of[moving[0]]
+        for v in moving if self.forbidden else ():
+            if b in self.forbidden.get(v, ()):
+                return self.forbidden[v][b]
         if unit.allowed is not None and b not in unit.allowed:
             return "not allowed by %s" % self.c.allowed_why.get(moving[0], "rules")
         guests = [self.guest(v) for v in moving]
@@ -215,13 +221,15 @@ class _State:
         return {self.m.names[i]: self.m.pct(i) for i in self.eligible}
 
 
-def plan(snapshot, settings, immovable=None, balance=True):
+def plan(snapshot, settings, immovable=None, balance=True, forbidden=None):
     """Compute a plan for ``snapshot`` under ``settings`` (pure). See the module docstring.
 
     ``immovable``: {vmid: reason} of guests that must stay (for example because PVE refused to
-    move them). ``balance=False`` plans only the mandatory moves (a node evacuation).
+    move them). ``forbidden``: {vmid: {node: reason}} of targets a guest must not go to (PVE's
+    migration check refused them: storage, mapped devices, HA rules). ``balance=False`` plans only the mandatory moves (a
+    node evacuation).
     """
-    state = _State(snapshot, settings, immovable)
+    state = _State(snapshot, settings, immovable, forbidden)
     before = {name: state.m.pct(i) for i, name in enumerate(state.m.names)}
     before_fixed, movable_items = _bound_inputs(state)
     bound = metrics.lower_bounds(state.m, state.eligible, before_fixed, movable_items)
@@ -245,7 +253,7 @@ def plan(snapshot, settings, immovable=None, balance=True):
         if len(state.steps) == steps or stop_reason == "max_moves":
             break
     moves = _collapse(state)
-    seq = sequencer.sequence(_State(snapshot, settings, immovable), moves, settings.max_moves_per_node)
+    seq = sequencer.sequence(_State(snapshot, settings, immovable, forbidden), moves, settings.max_moves_per_node)
     return _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq)
 
 
@@ -470,22 +478,36 @@ def _collapse(state):
 
 
 def _bound_inputs(state):
-    """Load no plan can take off each node, and the units that may move with their allowed nodes.
+    """Load no plan can take off each node, and the units that may move with the nodes they could use.
 
-    A unit that rules confine to one node is fixed there, wherever it sits now.
+    A unit can only end on an allowed node whose memory, less what cannot leave it, holds the
+    unit; a unit with one such node is fixed there, one with none stays where it is.
     """
-    fixed = {i: state.m.load[i] for i in state.eligible}
-    items = []
+    m = state.m
+    fixed = {i: m.load[i] for i in state.eligible}
+    fixed_mem = {i: m.mem_need[i] for i in state.eligible}
+    movable = []
     for unit in state.units:
-        here = state.node_of(unit)
-        if here not in fixed or not state.movable(unit):
+        homes = {state.loc[v] for v in unit.members}
+        if not state.movable(unit) or not homes <= set(fixed):
             continue
+        for v in unit.members:
+            fixed[state.loc[v]] -= m.weights[v]
+            fixed_mem[state.loc[v]] -= metrics.memory_use(state.guest(v))
+        movable.append((unit, state.node_of(unit)))
+    items = []
+    for unit, here in movable:
+        need = sum(metrics.memory_need(state.guest(v)) for v in unit.members)
         allowed = state.eligible if unit.allowed is None else [i for i in state.eligible if i in unit.allowed]
-        fixed[here] -= unit.weight
-        if len(allowed) == 1:
-            fixed[allowed[0]] += unit.weight
+        usable = [i for i in allowed if i == here or fixed_mem[i] + need <= m.mem_cap[i]]
+        if len(usable) == 1 or (not usable and here is not None):
+            home = usable[0] if usable else here
+            fixed[home] += unit.weight
+            fixed_mem[home] += unit.mem_use
+        elif not usable:
+            continue   # a split group with nowhere to gather: no bound from it
         else:
-            items.append((unit.weight, allowed))
+            items.append((unit.weight, usable))
     return fixed, items
 
 
@@ -656,7 +678,6 @@ class BestNodeQuery:
             storage=options.get("storage") or None,
             tags=[str(t) for t in _as_list(options.get("tags"))],
             pool=options.get("pool") or None,
-            name=options.get("name") or None,
             nodes=nodes,
         )
         count = _whole(options.get("count", 1), "count", 1, "how many guests to place", maximum=MAX_NEW_GUESTS)
@@ -680,13 +701,16 @@ class BestNodeQuery:
         nodes = placed + [None] * (self.count - len(placed))
         result = dict(
             changed=False, node=nodes[0], nodes=nodes, ranking=rankings[0],
-            placements=[dict(node=node, ranking=rows) for node, rows in zip(placed, rankings)],
             request=dict(memory_bytes=request.memory_bytes, cores=request.cores, type=_kind_of(request.type),
                          disk_bytes=request.disk_bytes, storage=request.storage, storage_local=request.storage_local,
                          tags=list(request.tags), pool=request.pool, nodes=request.nodes, count=self.count),
             api_calls=snapshot.api_calls,
             warnings=_newcomer_warnings(state, request),
         )
+        if request.disk_bytes and not request.storage:
+            result["warnings"].append("disk is only checked against a storage; give storage to check free space")
+        if self.count > 1:
+            result["placements"] = [dict(node=node, ranking=rows) for node, rows in zip(placed, rankings)]
         if None in placed:
             result["msg"] = _no_fit_message(request, len(placed), self.count, placed[:-1], rankings[-1])
         return result
@@ -800,15 +824,17 @@ def _rank_row(state, newcomer, name, request, storages, stored):
     unit = state.unit_of[newcomer.vmid]
     if request.nodes is not None and name not in request.nodes:
         row["reasons"].append("not in the requested nodes")
+    storage_why = None
     if request.storage:
-        why = _storage_reason(storages.get((request.storage, name)), request, stored.get(name if request.storage_local else None, 0))
-        if why:
-            row["reasons"].append(why)
+        storage_why = _storage_reason(storages.get((request.storage, name)), request, stored.get(name if request.storage_local else None, 0))
+        if storage_why:
+            row["reasons"].append(storage_why)
     homes = {state.loc[v] for v in unit.members if v != newcomer.vmid and state.loc[v] is not None}
     if homes and homes != {i}:
         row["reasons"].append("affinity: its group runs on %s" % ", ".join(sorted(state.m.names[h] for h in homes)))
     why = _not_a_target(state, name) or state.can_place([newcomer.vmid], i)
-    if why:
+    # the node's local storage total says less than the storage's own free space, already given
+    if why and not (storage_why and why.startswith("disk:")):
         row["reasons"].append(why)
     row["preferred"] = i in unit.preferred
     if not row["reasons"]:

@@ -34,10 +34,7 @@ def sequence(state, moves, limit):
     pending = list(moves)
     waves, warnings = [], []
     while pending:
-        wave, ins, outs = [], {}, {}
-        for move in pending:
-            if _admit(state, move, ins, outs, limit):
-                wave.append(move)
+        wave = _build_wave(state, pending, limit, keep_order=True) or _build_wave(state, pending, limit, keep_order=False)
         if not wave:
             parked = _park(state, pending, limit)
             if parked is None:
@@ -55,6 +52,25 @@ def sequence(state, moves, limit):
                         % len(pending))
     ordered = [m for wave in waves for m in wave]
     return Sequence(waves=waves, moves=ordered, unsequenced=pending, warnings=warnings, after=state.m)
+
+
+def _build_wave(state, pending, limit, keep_order):
+    """Moves that can start together now.
+
+    With ``keep_order`` a move waits while an earlier pending move touches one of its nodes:
+    each node then sees its moves in the planner's order, and the planner checked every move in
+    exactly that state, so the plan's own path is always found. Without it (only when nothing
+    could start) any move that fits may go first.
+    """
+    wave, ins, outs, held = [], {}, {}, set()
+    for move in pending:
+        if keep_order and (move.source in held or move.target in held):
+            held.update((move.source, move.target))
+        elif _admit(state, move, ins, outs, limit):
+            wave.append(move)
+        elif keep_order:
+            held.update((move.source, move.target))
+    return wave
 
 
 def _admit(state, move, ins, outs, limit):
