@@ -33,7 +33,7 @@ from typing import Dict, List, Optional
 
 from ansible_collections.proxlb.balancer.plugins.module_utils import metrics, rules, sequencer
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB, BalanceSettings, check_nodes_known
-from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import version_tuple
+from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Guest, version_tuple
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
 
 MARGIN_PER_GIB = 0.25          # pp^2 of objective a move must gain per GiB it moves
@@ -705,7 +705,7 @@ class BestNodeQuery:
                          disk_bytes=request.disk_bytes, storage=request.storage, storage_local=request.storage_local,
                          tags=list(request.tags), pool=request.pool, nodes=request.nodes, count=self.count),
             api_calls=snapshot.api_calls,
-            warnings=_newcomer_warnings(state, request),
+            warnings=_newcomer_warnings(state),
         )
         if request.disk_bytes and not request.storage:
             result["warnings"].append("disk is only checked against a storage; give storage to check free space")
@@ -798,7 +798,6 @@ def _place(snapshot, settings, request, count):
 
 
 def _newcomer(request, settings, number):
-    from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Guest
     return Guest(vmid=-(number + 1), name=request.name or "new-guest-%d" % (number + 1), type=request.type, node="",
                  status="running", maxcpu=float(request.cores), cpu=1.0 if settings.mode == "used" else 0.0,
                  maxmem_bytes=int(request.memory_bytes), mem_bytes=int(request.memory_bytes), tags=list(request.tags),
@@ -870,16 +869,11 @@ def _storage_reason(storage, request, already_bytes):
     return None
 
 
-def _newcomer_warnings(state, request):
-    """Rule warnings and conflicts that concern the new guests."""
-    warnings = []
+def _newcomer_warnings(state):
+    """Rule warnings and conflicts that concern the new guests (negative vmids)."""
     labels = [g.name for g in state.c.anti_groups if any(v < 0 for v in g.members)]
-    for conflict in state.c.conflicts:
-        if not any(v < 0 for v in conflict["guests"]):
-            continue
-        warnings.append(conflict["message"])
-    warnings.extend(w for w in state.c.warnings if any(label in w for label in labels))
-    return warnings
+    warnings = [c["message"] for c in state.c.conflicts if any(v < 0 for v in c["guests"])]
+    return warnings + [w for w in state.c.warnings if any(label in w for label in labels)]
 
 
 def _no_fit_message(request, number, count, placed, rows):
