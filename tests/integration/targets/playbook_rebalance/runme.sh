@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs the shipped playbook proxlb.balancer.rebalance against the simulator: with the
+# connection given as proxlb_api_* variables, then in check mode through the PROXMOX_*
+# environment (read-only user, password login), then without a CA, which must fail.
+set -eux
+export ANSIBLE_LOCALHOST_WARNING=False
+
+config=$(cd ../.. && pwd)/integration_config.yml
+python=${ANSIBLE_TEST_PYTHON_INTERPRETER:-python}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+# Other targets may have left the simulator in another scenario.
+ANSIBLE_ROLES_PATH=$(cd .. && pwd) ansible-playbook reset.yml "$@" -e "@${config}"
+
+ansible-playbook proxlb.balancer.rebalance "$@" -e "@${config}" \
+  -e 'proxlb_api_host={{ pvesim_host }}' \
+  -e 'proxlb_api_port={{ pvesim_port }}' \
+  -e 'proxlb_api_user={{ pvesim_user }}' \
+  -e 'proxlb_api_token_id={{ pvesim_token_id }}' \
+  -e 'proxlb_api_token_secret={{ pvesim_token_secret }}' \
+  -e 'proxlb_ca_path={{ pvesim_ca_path }}' | tee "$out/vars.txt"
+grep -E '^ +"pve1 ' "$out/vars.txt"
+
+# The same through the environment, as an AWX credential type would provide it; the audit
+# user logs in with a password here to cover that path as well.
+eval "$("$python" - "$config" <<'PY'
+import shlex, sys, yaml
+with open(sys.argv[1]) as f:
+    c = yaml.safe_load(f)
+env = {
+    "PROXMOX_HOST": c["pvesim_host"],
+    "PROXMOX_PORT": c["pvesim_port"],
+    "PROXMOX_USER": c["pvesim_audit_user"],
+    "PROXMOX_PASSWORD": c["pvesim_audit_password"],
+    "PROXMOX_CA_PATH": c["pvesim_ca_path"],
+    "PROXMOX_VALIDATE_CERTS": "true",
+}
+for k, v in env.items():
+    print("export %s=%s" % (k, shlex.quote(str(v))))
+PY
+)"
+ansible-playbook proxlb.balancer.rebalance --check "$@" | tee "$out/env.txt"
+grep -E '^ +"pve1 ' "$out/env.txt"
+
+# Without a CA, verification must fail: TLS is on by default.
+unset PROXMOX_CA_PATH
+if ansible-playbook proxlb.balancer.rebalance --check "$@" > "$out/noca.txt" 2>&1; then
+  echo "playbook succeeded without a CA although TLS verification is on" >&2
+  exit 1
+fi
+grep -iE 'certificate|ssl|tls' "$out/noca.txt"
