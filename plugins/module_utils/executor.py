@@ -20,7 +20,7 @@ plan really is (``final_node``): a timed-out or failed migration is never assume
 its guest.
 
 API calls: one read per wave, one precondition read and one POST per move, task polling, and
-two log reads per failed migration (to quote PVE's own error line).
+the task log of each failed migration (to quote PVE's own error line).
 
 The executor never raises once the first migration has started: problems end up in the report.
 No Ansible imports; time and sleeping are injected so tests run without waiting.
@@ -31,11 +31,12 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from ansible_collections.proxlb.balancer.plugins.module_utils import metrics, planner
 from ansible_collections.proxlb.balancer.plugins.module_utils.collector import guests_from_resources, nodes_from_resources
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, ProxLBError, PveApiError
+from ansible_collections.proxlb.balancer.plugins.module_utils.pve_api import NODE_PROXY_STATUSES
 
 # Move outcomes.
 OK = "ok"
@@ -43,7 +44,6 @@ FAILED = "failed"
 SKIPPED = "skipped"
 NOT_STARTED = "not_started"
 PLANNED = "planned"        # check mode: the move would run
-STATUSES = (OK, FAILED, SKIPPED, NOT_STARTED, PLANNED)
 
 ON_FAILURE = ("stop", "continue")
 
@@ -54,8 +54,10 @@ POLL_GROWTH = 1.5
 POLL_MAX_S = 3.0
 POLL_ELAPSED_SHARE = 0.1
 
-# How long the task status may stay unreadable (node unreachable) before the move is given up.
+# How long the task status may stay unreadable before the move is given up; sooner when the
+# cluster reports the task's node offline (checked at most every NODE_CHECK_S).
 LOST_TASK_S = 120.0
+NODE_CHECK_S = 5.0
 # How long to wait for the HA stack to start the real migration after ``hamigrate`` ended OK.
 # The CRM and LRM work in ~10 s rounds; a target in maintenance or offline never gets one.
 HA_START_S = 120.0
@@ -192,6 +194,7 @@ def precondition_problem(answer, target, kind, with_local_disks):
     if blocked:
         parts = []
         for key, label in (("unavailable_storages", "storages not available there"),
+                           ("unavailable-storages", "storages not available there"),
                            ("unavailable-resources", "mapped resources without a mapping there"),
                            ("blocking-ha-resources", "blocked by HA rules")):
             values = blocked.get(key) or []
@@ -323,12 +326,13 @@ class MoveOutcome:
     duration_s: Optional[float] = None
     error: Optional[str] = None
     final_node: Optional[str] = None
+    note: Optional[str] = None
 
     def to_dict(self):
         data = self.move.to_dict()
         data.update(wave=self.wave, status=self.status, upid=self.upid, ha_upid=self.ha_upid,
                     duration_s=None if self.duration_s is None else round(self.duration_s, 2),
-                    error=self.error, final_node=self.final_node)
+                    error=self.error, final_node=self.final_node, note=self.note)
         return data
 
     def line(self):
@@ -339,8 +343,8 @@ class MoveOutcome:
             text += "  %.1f s" % self.duration_s
         if self.final_node and self.final_node != move.target and self.status != NOT_STARTED:
             text += "  (now on %s)" % self.final_node
-        if self.error:
-            text += "  - %s" % self.error
+        if self.error or self.note:
+            text += "  - %s" % (self.error or self.note)
         return text
 
 
@@ -397,8 +401,9 @@ class ExecutionReport:
 
     def remaining_moves(self):
         moves = []
+        last = max([w.wave for w in self.waves] + [o.wave for o in self.outcomes] + [0])
         for index, wave in enumerate(self.remaining):
-            number = (self.waves[-1].wave if self.waves else 0) + index + 1
+            number = last + index + 1
             for move in wave:
                 data = move.to_dict()
                 data["wave"] = number
@@ -421,7 +426,7 @@ class ExecutionReport:
         failed = self.failed_moves
         if failed:
             parts.append("%d of %d migration(s) failed: %s" % (
-                len(failed), len([o for o in self.outcomes if o.status in (OK, FAILED)]),
+                len(failed), len([o for o in self.outcomes if o.upid or o.status == FAILED]),
                 "; ".join("%d (%s) %s -> %s: %s" % (o.move.vmid, o.move.name, o.move.source, o.move.target, o.error)
                           for o in failed)))
         if self.stopped:
@@ -441,6 +446,34 @@ class ExecutionReport:
             duration_s=round(self.duration_s, 2),
             progress=self.progress(),
         )
+
+
+def planned_outcomes(waves):
+    """Check mode: the moves of ``waves`` as outcomes that would run (status ``planned``)."""
+    outcomes = []
+    for index, wave in enumerate(waves):
+        number = (wave[0].wave or index + 1) if wave else index + 1
+        outcomes.extend(MoveOutcome(move=m, wave=number, status=PLANNED) for m in wave)
+    return outcomes
+
+
+def placement_diff(outcomes):
+    """``{before: {"vmid/name": node}, after: {...}}`` for guests that moved (or would, in check mode)."""
+    before, after = {}, {}
+    for outcome in outcomes:
+        move = outcome.move
+        if outcome.status == PLANNED:
+            end = move.target
+        elif outcome.final_node is not None:
+            end = outcome.final_node
+        else:
+            end = move.target if outcome.status == OK else move.source
+        if end == move.source:
+            continue
+        key = "%d/%s" % (move.vmid, move.name)
+        before[key] = move.source
+        after[key] = end
+    return dict(before=before, after=after)
 
 
 # -- running migrations -----------------------------------------------------------------------
@@ -474,6 +507,10 @@ class _Run:
         self.report = ExecutionReport()
         self.immovable = {}
         self.stop_reason = None
+        self.offline_nodes = set()
+        self.offline_checked_at = None
+        self.wave_no = 1               # the wave being prepared or run
+        self.notes = {}                # vmid -> note for the next outcome of that guest (re-planned moves)
 
     # -- bookkeeping
     def stop(self, reason):
@@ -495,7 +532,7 @@ class _Run:
 
     # -- one wave
     def run_wave(self, moves, wave_no):
-        queue = [MoveOutcome(move=m, wave=wave_no) for m in moves]
+        queue = [MoveOutcome(move=m, wave=wave_no, note=self.notes.pop(m.vmid, None)) for m in moves]
         self.report.outcomes.extend(queue)
         active = []
         slots = max(1, min(self.options.parallel_migrations, len(queue)))
@@ -529,7 +566,7 @@ class _Run:
             try:
                 answer = self.client.get(path, target=move.target)
             except PveApiError as err:
-                self.finish(outcome, SKIPPED, "PVE refused the migration check: %s" % _api_message(err))
+                self.finish(outcome, SKIPPED, "migration check failed: %s" % _api_message(err))
                 return None
             problem = precondition_problem(answer, move.target, move.kind, self.options.with_local_disks)
             if problem:
@@ -569,6 +606,13 @@ class _Run:
             migration.last_error = _api_message(err)
             if migration.unreadable_since is None:
                 migration.unreadable_since = now
+            node = migration.info.get("node") or outcome.move.source
+            if err.status in NODE_PROXY_STATUSES and self.node_offline(node, now):
+                # The node running the task left the cluster: the migration cannot complete.
+                outcome.duration_s = elapsed
+                self.finish(outcome, FAILED, "node %s went offline during the migration (task status: %s); the guest"
+                            " is not assumed moved, see final_node" % (node, migration.last_error))
+                return True
             if now - migration.unreadable_since > LOST_TASK_S:
                 outcome.duration_s = elapsed
                 self.finish(outcome, FAILED, "lost track of task %s for %d s: %s; the guest is not assumed moved, see"
@@ -581,6 +625,17 @@ class _Run:
             migration.polls += 1
             migration.next_poll = self.clock() + poll_interval_s(migration.polls, self.clock() - migration.started)
         return done
+
+    def node_offline(self, node, now):
+        """Does the cluster see ``node`` offline? One ``/cluster/resources`` read per NODE_CHECK_S at most."""
+        if self.offline_checked_at is None or now - self.offline_checked_at >= NODE_CHECK_S:
+            self.offline_checked_at = now
+            try:
+                nodes = nodes_from_resources(self.client.get("cluster/resources"))
+            except PveApiError:
+                return False
+            self.offline_nodes = {name for name, n in nodes.items() if not n.online}
+        return node in self.offline_nodes
 
     def _check_task(self, migration, now):
         node = migration.info.get("node") or migration.outcome.move.source
@@ -632,7 +687,7 @@ class _Run:
         return False
 
     def _log_tail(self, node, upid):
-        """Last lines of a task log (one or two reads); [] when the log cannot be read."""
+        """The last page of a task log (one read unless the log is long); [] when it cannot be read."""
         path = "nodes/%s/tasks/%s/log" % (node, upid)
         lines, start = [], 0
         try:
@@ -650,11 +705,16 @@ class _Run:
     # -- between waves
     def revalidate(self, pending, had_trouble):
         """Check the remaining waves on the current snapshot; re-plan on drift. Returns new waves."""
+        pending = [w for w in (self._arrived(wave) for wave in pending) if w]
         remainder = [m for wave in pending for m in wave]
         for vmid, guest in self.snapshot.guests.items():
             if guest.lock and any(m.vmid == vmid for m in remainder):
                 self.immovable.setdefault(vmid, "locked (%s)" % guest.lock)
-        invalid = planner.validate_moves(self.snapshot, self.settings, remainder)
+        try:
+            invalid = planner.validate_moves(self.snapshot, self.settings, remainder)
+        except ProxLBError as err:
+            self.stop("could not re-check the rest of the plan: %s" % err)
+            return pending, False
         if not invalid and not had_trouble:
             return pending, False
         if self.replan is None:
@@ -673,12 +733,32 @@ class _Run:
             return [], True
         self.report.replans += 1
         new_waves = [list(w) for w in new_plan.waves if w]
-        kept = {(m.vmid, m.target) for wave in new_waves for m in wave}
-        self._drop([m for m in remainder if (m.vmid, m.target) not in kept], invalid, "dropped by re-planning")
+        planned = {m.vmid: m for wave in new_waves for m in wave}
+        for move in remainder:
+            replacement = planned.get(move.vmid)
+            if replacement is not None and replacement.target != move.target:
+                self.notes[move.vmid] = "re-planned: was %s -> %s%s" % (
+                    move.source, move.target, (" (%s)" % invalid[move.vmid]) if move.vmid in invalid else "")
+        self._drop([m for m in remainder if m.vmid not in planned], invalid, "dropped by re-planning")
         return new_waves, True
 
+    def _arrived(self, wave):
+        """Moves whose guest already sits on the target are done; PVE HA moves guests in positive
+        affinity together, so the partner of a migrated guest arrives without a request of its own."""
+        left = []
+        for move in wave:
+            guest = self.snapshot.guests.get(move.vmid)
+            if guest is None or guest.node != move.target or guest.lock:
+                left.append(move)
+                continue
+            self.report.outcomes.append(MoveOutcome(
+                move=move, wave=self.wave_no, status=OK,
+                note="already on %s when its wave came (moved along by PVE, e.g. HA positive affinity)" % move.target))
+            self.immovable[move.vmid] = MOVED_IN_THIS_RUN
+        return left
+
     def _drop(self, moves, invalid, default_reason):
-        wave_no = (self.report.waves[-1].wave + 1) if self.report.waves else 1
+        wave_no = self.wave_no
         for move in moves:
             reason = invalid.get(move.vmid) or default_reason or "no longer valid"
             self.report.outcomes.append(MoveOutcome(move=move, wave=wave_no, status=SKIPPED,
@@ -708,6 +788,7 @@ def execute(client, snapshot, settings, plan, options, replan=None, sleep=time.s
             break
         calls_before = client.calls
         wave_began = clock()
+        run.wave_no = wave_no
         if executed > 0:
             try:
                 run.snapshot = refreshed(run.snapshot, client.get("cluster/resources"))
@@ -715,6 +796,8 @@ def execute(client, snapshot, settings, plan, options, replan=None, sleep=time.s
                 run.stop("could not re-read the cluster before wave %d: %s" % (wave_no, err))
                 break
         pending, replanned = run.revalidate(pending, had_trouble)
+        if run.stop_reason is not None:
+            break
         if not pending:
             if replanned:
                 report.waves.append(WaveReport(wave=wave_no, replanned=True, api_calls=client.calls - calls_before,
@@ -741,6 +824,7 @@ def execute(client, snapshot, settings, plan, options, replan=None, sleep=time.s
             for move in wave:
                 report.outcomes.append(MoveOutcome(move=move, wave=wave_no, status=NOT_STARTED))
             wave_no += 1
+    run.wave_no = wave_no
     _final_read(run)
     report.api_calls = client.calls - calls_at_start
     report.duration_s = clock() - began
@@ -757,6 +841,9 @@ def _final_read(run):
     except PveApiError as err:
         report.warnings.append("could not read where the guests ended up: %s" % err)
         return
+    # Deferred moves (max_waves) that PVE carried out along with this run's migrations are done.
+    run.snapshot = final
+    report.remaining = [w for w in (run._arrived(wave) for wave in report.remaining) if w]
     for outcome in report.outcomes:
         guest = final.guests.get(outcome.move.vmid)
         outcome.final_node = guest.node if guest is not None else None
