@@ -111,6 +111,7 @@ def build(snapshot, settings):
         warnings.append("node %s is in PVE HA maintenance mode: treated as a maintenance node" % node)
 
     immovable, allowed, allowed_why, preferred = {}, {}, {}, {}
+    failback_tier = {}       # vmid -> (nodes, why): where PVE HA would put the guest back
     union = _Union()
     anti_members = {}
     affinity_label = {}
@@ -194,7 +195,7 @@ def build(snapshot, settings):
         if rule.type == "node-affinity":
             for vmid in vmids:
                 _ha_node_affinity(snapshot.guests[vmid], rule.nodes, rule.strict, True, eligible_set,
-                                  "rule:ha-node-affinity:%s" % rule.rule, restrict, preferred)
+                                  "rule:ha-node-affinity:%s" % rule.rule, restrict, preferred, failback_tier)
         elif rule.type == "resource-affinity" and rule.affinity == "positive":
             affinity_label.setdefault("ha:" + rule.rule, []).extend(vmids)
         elif rule.type == "resource-affinity" and rule.affinity == "negative":
@@ -204,7 +205,29 @@ def build(snapshot, settings):
         group = groups.get((guest.ha or {}).get("group") or "")
         if group and guest.ha_managed:
             _ha_node_affinity(guest, group.nodes, group.restricted, not group.nofailback, eligible_set,
-                              "rule:ha-group:%s" % group.group, restrict, preferred)
+                              "rule:ha-group:%s" % group.group, restrict, preferred, failback_tier)
+
+    # PVE moves an HA resource back to its best available nodes (failback): keep it there,
+    # unless that would make an anti-affinity group impossible, where PVE too falls back.
+    hard_allowed = {vmid: set(nodes) for vmid, nodes in allowed.items()}
+    for vmid, (tier, why) in sorted(failback_tier.items()):
+        narrowed = tier & allowed[vmid] if vmid in allowed else set(tier)
+        if narrowed:
+            allowed[vmid] = narrowed
+            allowed_why[vmid] = why if vmid not in allowed_why else allowed_why[vmid] + ", " + why
+    for label in sorted(anti_members):
+        members = anti_members[label]
+        limit = -(-len(members) // max(1, len(eligible)))
+        relaxable = sorted(v for v in members if v in failback_tier)
+        if relaxable and not _distinct_possible(members, allowed, eligible, limit):
+            for vmid in relaxable:
+                if vmid in hard_allowed:
+                    allowed[vmid] = set(hard_allowed[vmid])
+                else:
+                    allowed.pop(vmid, None)
+                preferred.setdefault(vmid, set()).update(failback_tier[vmid][0])
+            warnings.append("HA resources %s may leave their highest-priority nodes to keep anti-affinity group %s"
+                            % (", ".join(str(v) for v in relaxable), label))
 
     # Affinity units, merged transitively.
     for label, vmids in affinity_label.items():
@@ -271,14 +294,16 @@ def build(snapshot, settings):
     )
 
 
-def _ha_node_affinity(guest, nodes_prio, strict, failback, eligible, why, restrict, preferred):
-    """PVE places an HA resource on the highest-priority available node of its rule and, with
-    failback, moves it back there: placing it elsewhere would only be undone by PVE."""
+def _ha_node_affinity(guest, nodes_prio, strict, failback, eligible, why, restrict, preferred, failback_tier):
+    """A strict rule (restricted group) limits the guest to its nodes. PVE also places an HA
+    resource on the highest-priority available node of its rule and, with failback, moves it
+    back there, so placing it lower would only be undone: that tier is recorded separately,
+    as it yields where PVE itself would fall back (see ``build``)."""
     tier = _tiered(nodes_prio, eligible)
-    if guest.ha_managed and failback and tier:
-        restrict(guest.vmid, tier, why)
-    elif strict:
+    if strict:
         restrict(guest.vmid, list(nodes_prio), why)
+    if guest.ha_managed and failback and tier:
+        failback_tier[guest.vmid] = (tier, why)
     elif tier:
         preferred.setdefault(guest.vmid, set()).update(tier)
 

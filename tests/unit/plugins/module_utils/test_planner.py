@@ -396,3 +396,19 @@ def test_return_placements_where_they_still_fit():
     result = planner.plan_placements(snap, settings(), wanted)
     assert [(m.vmid, m.target) for m in result.moves] == [(101, "pve3")]
     assert result.data["failures"][0]["vmids"] == [100] and "memory" in result.data["failures"][0]["detail"]
+
+
+def test_ha_failback_tier_yields_to_ha_negative_affinity_on_drain():
+    # Both databases prefer pve1/pve2 (priority 2) over pve3 (1) and must stay apart. With pve1 drained,
+    # PVE would put db01 on pve3, not next to db02 on pve2.
+    nodes = [node("pve1", 128), node("pve2", 128), node("pve3", 128)]
+    ha = {"state": "started", "failback": True}
+    guests = [guest(110, "pve1", 16, ha=dict(ha, sid="vm:110")), guest(111, "pve2", 16, ha=dict(ha, sid="vm:111"))]
+    ha_rules = [HaRule(rule="db-nodes", type="node-affinity", resources=["vm:110", "vm:111"], nodes={"pve1": 2, "pve2": 2, "pve3": 1}),
+                HaRule(rule="dbs-apart", type="resource-affinity", resources=["vm:110", "vm:111"], affinity="negative")]
+    snap = cluster(nodes, guests, ha_rules=ha_rules)
+    result = planner.plan(snap, settings(maintenance_nodes=["pve1"]))
+    assert [(m.vmid, m.target) for m in result.moves] == [(110, "pve3")]
+    assert not result.data["rule_conflicts"]
+    # Without maintenance, failback keeps db01 on its top tier.
+    assert planner.plan(snap, settings()).moves == []
