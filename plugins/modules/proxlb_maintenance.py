@@ -155,39 +155,6 @@ options:
         maintenance would move them instead).
     type: bool
     default: true
-  parallel_migrations:
-    description: How many migrations run at the same time within a wave.
-    type: int
-    default: 1
-  migration_timeout:
-    description:
-      - Seconds (wall clock) to wait for one migration, HA hand-over included.
-      - A migration still running then counts as failed; C(final_node) in RV(moves) says where the guest is.
-    type: int
-    default: 1800
-  with_local_disks:
-    description:
-      - Migrate VMs with disks on node-local storage along with their disks.
-      - If V(false), such VMs are RV(blocking).
-    type: bool
-    default: true
-  with_conntrack_state:
-    description: Keep connection tracking state in live migrations (sent to PVE 9 and later only).
-    type: bool
-    default: true
-  ct_restart_timeout:
-    description:
-      - Running containers are moved in restart mode (shut down, moved, started); seconds PVE waits
-        for the shutdown before stopping them.
-    type: int
-    default: 180
-  on_failure:
-    description:
-      - V(stop) starts no new migration after one failed; V(continue) drains the rest without the failed guest.
-      - Either way the task fails at the end when a migration failed.
-    type: str
-    choices: [stop, continue]
-    default: stop
 attributes:
   check_mode:
     support: full
@@ -200,6 +167,7 @@ attributes:
       - Returns the node of every guest that moves (or would move) before and after.
 extends_documentation_fragment:
   - proxlb.balancer.proxlb
+  - proxlb.balancer.execution
   - proxlb.balancer.proxlb.actiongroup
   - proxlb.balancer.attributes
 notes:
