@@ -21,20 +21,7 @@ ansible-playbook compare.yml "$@" -e "@${config}" \
   -e 'proxlb_ca_path={{ pvesim_ca_path }}'
 
 # The same through the environment only, as an AWX credential type provides it.
-eval "$("$python" - "$config" <<'PY'
-import shlex, sys, yaml
-with open(sys.argv[1]) as f:
-    c = yaml.safe_load(f)
-env = {
-    "PROXMOX_HOST": "%s:%s" % (c["pvesim_host"], c["pvesim_port"]),
-    "PROXMOX_USER": c["pvesim_audit_user"],
-    "PROXMOX_PASSWORD": c["pvesim_audit_password"],
-    "PROXMOX_CA_PATH": c["pvesim_ca_path"],
-}
-for k, v in env.items():
-    print("export %s=%s" % (k, shlex.quote(str(v))))
-PY
-)"
+eval "$("$python" ../setup_pvesim/files/pvesim_env.py "$config" password --host-port)"
 ansible-playbook compare.yml "$@" -e "@${config}"
 
 # The shipped example chooses a node; creating the VM needs community.proxmox and is skipped.

@@ -24,22 +24,7 @@ grep -E '^ +"pve1 ' "$out/vars.txt"
 
 # The same through the environment, as an AWX credential type would provide it; the audit
 # user logs in with a password here to cover that path as well.
-eval "$("$python" - "$config" <<'PY'
-import shlex, sys, yaml
-with open(sys.argv[1]) as f:
-    c = yaml.safe_load(f)
-env = {
-    "PROXMOX_HOST": c["pvesim_host"],
-    "PROXMOX_PORT": c["pvesim_port"],
-    "PROXMOX_USER": c["pvesim_audit_user"],
-    "PROXMOX_PASSWORD": c["pvesim_audit_password"],
-    "PROXMOX_CA_PATH": c["pvesim_ca_path"],
-    "PROXMOX_VALIDATE_CERTS": "true",
-}
-for k, v in env.items():
-    print("export %s=%s" % (k, shlex.quote(str(v))))
-PY
-)"
+eval "$("$python" ../setup_pvesim/files/pvesim_env.py "$config" password)"
 ansible-playbook proxlb.balancer.rebalance --check "$@" | tee "$out/env.txt"
 grep -E '^ +"pve1 ' "$out/env.txt"
 

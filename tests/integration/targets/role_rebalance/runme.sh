@@ -11,22 +11,7 @@ python=${ANSIBLE_TEST_PYTHON_INTERPRETER:-python}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-eval "$("$python" - "$config" <<'PY'
-import shlex, sys, yaml
-with open(sys.argv[1]) as f:
-    c = yaml.safe_load(f)
-env = {
-    "PROXMOX_HOST": c["pvesim_host"],
-    "PROXMOX_PORT": c["pvesim_port"],
-    "PROXMOX_USER": c["pvesim_user"],
-    "PROXMOX_TOKEN_ID": c["pvesim_token_id"],
-    "PROXMOX_TOKEN_SECRET": c["pvesim_token_secret"],
-    "PROXMOX_CA_PATH": c["pvesim_ca_path"],
-}
-for k, v in env.items():
-    print("export %s=%s" % (k, shlex.quote(str(v))))
-PY
-)"
+eval "$("$python" ../setup_pvesim/files/pvesim_env.py "$config" token)"
 sim() { ansible-playbook sim.yml "$@" -e "@${config}"; }
 
 # Dry run: the plan and the loads it leads to, no write at all.

@@ -15,23 +15,9 @@ trap 'rm -rf "$work"' EXIT
 
 # The connection reaches the modules through the PROXMOX_* environment, as under AWX; ha_sim.py
 # runs with the test's Python and talks to the simulator.
-eval "$("$python" - "$config" "$here" <<'PY'
-import json, shlex, sys, yaml
-with open(sys.argv[1]) as f:
-    c = yaml.safe_load(f)
-env = {
-    "PROXMOX_HOST": c["pvesim_host"],
-    "PROXMOX_PORT": c["pvesim_port"],
-    "PROXMOX_USER": c["pvesim_user"],
-    "PROXMOX_TOKEN_ID": c["pvesim_token_id"],
-    "PROXMOX_TOKEN_SECRET": c["pvesim_token_secret"],
-    "PROXMOX_CA_PATH": c["pvesim_ca_path"],
-    "MAINT_HA_COMMAND": json.dumps([sys.executable, sys.argv[2] + "/ha_sim.py", c["pvesim_url"], c["pvesim_ca_path"]]),
-}
-for k, v in env.items():
-    print("export %s=%s" % (k, shlex.quote(str(v))))
-PY
-)"
+eval "$("$python" ../setup_pvesim/files/pvesim_env.py "$config" token)"
+MAINT_HA_COMMAND=$("$python" -c 'import json, sys, yaml; c = yaml.safe_load(open(sys.argv[1]))
+print(json.dumps([sys.executable, sys.argv[2] + "/ha_sim.py", c["pvesim_url"], c["pvesim_ca_path"]]))' "$config" "$here")
 
 common=(-e "@${config}" -e maint_start_file="$work/start.json")
 rolling=(-i inventory.yml
