@@ -17,7 +17,8 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.proxlb.balancer.plugins.module_utils import planner, pve_api
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, PveApiError
 from ansible_collections.proxlb.balancer.plugins.module_utils.planner import Move
-from ansible_collections.proxlb.balancer.plugins.modules import proxlb_maintenance as maint
+from ansible_collections.proxlb.balancer.plugins.module_utils import maintenance as maint
+from ansible_collections.proxlb.balancer.plugins.modules import proxlb_maintenance as module
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import (
     cluster, guest, node, settings)
 
@@ -206,19 +207,19 @@ def client_for(sim):
 
 def params(**args):
     """Module parameters as AnsibleModule would pass them: every option, defaults filled in."""
-    values = {key: spec.get("default") for key, spec in maint.argument_spec().items()}
+    values = {key: spec.get("default") for key, spec in module.argument_spec().items()}
     values.update(args)
     return values
 
 
 def run_module(sim, monkeypatch, capsys, check=False, diff=False, **args):
     """Run the module's main() with a real client to the simulator; (failed, result)."""
-    monkeypatch.setattr(maint, "connect", lambda _module: client_for(sim))
+    monkeypatch.setattr(module, "connect", lambda _module: client_for(sim))
     args = dict(args, api_host=["127.0.0.1"], api_token_id=TOKEN[0], api_token_secret=TOKEN[1],
                 _ansible_check_mode=check, _ansible_diff=diff)
     with patch_module_args(args):
         with pytest.raises(SystemExit):
-            maint.main()
+            module.main()
     result = json.loads(capsys.readouterr().out)
     return bool(result.get("failed")), result
 
@@ -298,8 +299,8 @@ def test_nodes_in_ha_maintenance_take_no_guest_and_get_none_back(sim, monkeypatc
     assert not failed
     assert "pve4" not in {e["to"] for e in drained["evacuated"]}
     sim.ha_maintenance("pve1", True)
-    back, failure, warnings = maint.maintenance(client_for(sim), params(nodes=["pve1"], state="active",
-                                                                        return_guests=drained["evacuated"]))
+    request = params(nodes=["pve1"], state="active", return_guests=drained["evacuated"])
+    back, failure, warnings = maint.maintenance(client_for(sim), request)
     assert failure is None and not back["changed"]
     assert len(back["not_returned"]) == len(drained["evacuated"])
     assert {e["reason"] for e in back["not_returned"]} == {"pve1: not a target (offline, maintenance or ignored)"}
