@@ -217,9 +217,6 @@ class _State:
                 choice = (key, b)
         return (choice[1] if choice else None), reasons
 
-    def pcts(self):
-        return {self.m.names[i]: self.m.pct(i) for i in self.eligible}
-
 
 def plan(snapshot, settings, immovable=None, balance=True, forbidden=None):
     """Compute a plan for ``snapshot`` under ``settings`` (pure). See the module docstring.

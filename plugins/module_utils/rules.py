@@ -44,9 +44,6 @@ class Constraints:
     conflicts: List[dict] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
 
-    def unit_of(self):
-        return {vmid: u for u, members in enumerate(self.units) for vmid in members}
-
 
 def _tag_rules(tags):
     """Split a guest's tags into (affinity names, anti-affinity names, pins, ignored)."""
