@@ -4,12 +4,14 @@
 """Planner benchmark: speed and quality on generated clusters served by the PVE simulator.
 
     python bench/run.py [--quick] [--sizes 3x15,8x120,...] [--seeds N] [--out bench/RESULTS.md]
+                        [--execute | --execute-only] [--exec-speed 20]
 
 For every cluster: generate a seeded scenario, serve it with tools/pvesim over HTTPS, collect a
 snapshot through the real client, plan with default settings, apply the plan the way PVE would
 report the result and plan again, and compare with a greedy hot -> cold baseline (greedy.py)
 that has to reach the same final spread. Then time best-node placement on the largest cluster.
-See bench/README.md for the columns and the targets.
+With --execute (or --execute-only) it also runs plans against the simulator with the executor
+(execute.py) and adds that section to the report. See bench/README.md for the columns and the targets.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import time
 
 import after
+import execute
 import greedy
 from proxlb_import import REPO, collector, planner, pve_api, pvesim, settings as settings_mod
 
@@ -317,6 +320,11 @@ def parse_args(argv):
     parser.add_argument("--seeds", type=int, help="seeds per cluster under %d guests (default 3, --quick 1)" % MANY_SEEDS_BELOW)
     parser.add_argument("--out", help="write the report here (default bench/RESULTS.md; --quick writes none)")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
+    parser.add_argument("--execute", action="store_true", help="also run the execution benchmark (bench/execute.py)")
+    parser.add_argument("--execute-only", action="store_true",
+                        help="run only the execution benchmark; the report file keeps its planner sections")
+    parser.add_argument("--exec-speed", type=float, default=execute.DEFAULT_SPEED,
+                        help="simulator speed for the execution benchmark (default %g)" % execute.DEFAULT_SPEED)
     args = parser.parse_args(argv)
     args.sizes = args.sizes or parse_sizes(QUICK_SIZES if args.quick else DEFAULT_SIZES)
     if args.seeds is None:
@@ -337,20 +345,40 @@ def run(sizes, seeds, settings):
     return rows, best_node_timing(largest, settings, PLAN_REPEATS)
 
 
+def log(text):
+    print(text, file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    settings = settings_mod.BalanceSettings.from_params({})
-    rows, best = run(args.sizes, args.seeds, settings)
-    checks = targets(rows, best)
-    text = report(rows, best, checks, settings, args.quick)
+    checks = []
+    exec_text = None
+    if args.execute or args.execute_only:
+        exec_rows = execute.run_all(args.exec_speed, log=log)
+        exec_text = execute.section(exec_rows, args.exec_speed)
+        checks.extend(execute.checks(exec_rows))
+    if args.execute_only:
+        text = exec_text
+        if args.out:
+            execute.store_section(args.out, text)
+    else:
+        settings = settings_mod.BalanceSettings.from_params({})
+        rows, best = run(args.sizes, args.seeds, settings)
+        checks = targets(rows, best) + checks
+        text = report(rows, best, checks, settings, args.quick)
+        # Without --execute an existing execution section of the report file is kept.
+        extra = exec_text or execute.existing_section(args.out)
+        if extra:
+            text += "\n" + extra
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as handle:
+                handle.write(text)
     print(text)
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        print("written to %s" % os.path.relpath(args.out), file=sys.stderr)
+        log("written to %s" % os.path.relpath(args.out))
     missed = [name for name, ok, _detail in checks if not ok]
     if missed:
-        print("%d target(s) missed" % len(missed), file=sys.stderr)
+        log("%d target(s) missed" % len(missed))
     return 1 if missed and args.strict else 0
 
 
