@@ -568,6 +568,20 @@ def _not_allowed_reasons(state, guest, node: str) -> dict:
     return reasons
 
 
+def _other_nodes(state, guest, keys=None):
+    """(node, reasons it may not receive the guest) for every node but the guest's own.
+
+    ``keys`` keeps only those kinds of reason.
+    """
+    for name in state.nodes:
+        if name == guest.node:
+            continue
+        reasons = _not_allowed_reasons(state, guest, name)
+        if keys is not None:
+            reasons = {key: value for key, value in reasons.items() if key in keys}
+        yield name, reasons
+
+
 def _dependent_ha(state, guest) -> list:
     result = []
     for rule in state.enabled_rules("resource-affinity"):
@@ -586,18 +600,10 @@ def h_qemu_migrate_get(req: Request):
         raise ApiError(500, "VM is locked (%s)" % guest.lock)
     data = {"running": 1 if guest.running else 0}
     if not guest.running or state.at_least(8, 4, 0):
-        allowed = []
-        not_allowed = {}
-        for name in state.nodes:
-            if name == guest.node:
-                continue
-            reasons = _not_allowed_reasons(state, guest, name)
-            # PVE lists every other node under not_allowed_nodes, the usable ones with an empty object.
-            not_allowed[name] = reasons
-            if not reasons:
-                allowed.append(name)
-        data["allowed_nodes"] = allowed
-        data["not_allowed_nodes"] = not_allowed
+        checks = list(_other_nodes(state, guest))
+        data["allowed_nodes"] = [name for name, reasons in checks if not reasons]
+        # PVE lists every other node under not_allowed_nodes, the usable ones with an empty object.
+        data["not_allowed_nodes"] = dict(checks)
     local_disks = []
     for disk in guest.disks:
         if state.storages[disk["storage"]]["shared"]:
@@ -632,18 +638,11 @@ def h_lxc_migrate_get(req: Request):
     req.require("/vms/%d" % vmid, "VM.Migrate")
     state = req.state
     guest = state.guest_on(req.args["node"], vmid, "lxc")
-    allowed = []
-    not_allowed = {}
-    for name in state.nodes:
-        if name == guest.node:
-            continue
-        # Unlike qemu, the container precondition only looks at HA rules, not at storage.
-        blocking = _not_allowed_reasons(state, guest, name).get("blocking-ha-resources")
-        if blocking:
-            not_allowed[name] = {"blocking-ha-resources": blocking}
-        else:
-            allowed.append(name)
-    data = {"running": 1 if guest.running else 0, "allowed-nodes": allowed, "not-allowed-nodes": not_allowed}
+    # Unlike qemu, the container precondition only looks at HA rules, not at storage.
+    checks = list(_other_nodes(state, guest, keys=("blocking-ha-resources",)))
+    data = {"running": 1 if guest.running else 0,
+            "allowed-nodes": [name for name, reasons in checks if not reasons],
+            "not-allowed-nodes": {name: reasons for name, reasons in checks if reasons}}
     data["dependent-ha-resources"] = _dependent_ha(state, guest) if state.ha_managed(guest) else []
     return data
 
