@@ -4,7 +4,7 @@
 """Execution benchmark: plan + execute against the PVE simulator, wall time against the critical path.
 
 For every case: start tools/pvesim with the scenario at an accelerated speed, collect and plan as
-proxlb_rebalance does, run ``executor.execute`` (with a re-planning callback like the module's)
+proxlb_rebalance does, run ``executor.execute`` (with the module's re-planning callback)
 and compare its wall time with the critical path: per wave, the time the wave's migrations need
 when started in plan order with ``parallel_migrations`` slots, using each migration's true
 duration inside the simulator (POST accepted -> end of the real task, HA hand-over included).
@@ -23,11 +23,13 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import replace
 
 from proxlb_import import collector, module_util, planner, pve_api, pvesim, settings as settings_mod
 
 executor = module_util("executor")
+execution_options = module_util("execution_options")
+run_report = module_util("run_report")
+replanner = module_util("rebalance_runner").replanner
 
 TOKEN_ID = "proxlb"
 TOKEN_SECRET = "00000000-0000-4000-8000-000000000001"
@@ -106,17 +108,6 @@ class TaskWatcher:
             self._halt.wait(self.interval)
 
 
-def replanner(balance_settings):
-    """Re-planning callback for the executor, as proxlb_rebalance builds it."""
-    def again(snapshot, immovable):
-        current = balance_settings
-        if current.max_moves is not None:
-            moved = len([r for r in immovable.values() if r == executor.MOVED_IN_THIS_RUN])
-            current = replace(current, max_moves=max(0, current.max_moves - moved))
-        return planner.plan(snapshot, current, immovable=immovable)
-    return again
-
-
 def true_duration(outcome, accepted, ended):
     """Seconds from the accepted POST to the end of the real task; None when no migration ran."""
     if not outcome.upid:
@@ -164,7 +155,7 @@ def diff_counts(after, before):
 def run_case(label, scenario, params, parallel, speed, cert_dir):
     """Plan and execute one case; returns a result row."""
     balance_settings = settings_mod.BalanceSettings.from_params(params)
-    options = executor.ExecOptions.from_params({"parallel_migrations": parallel})
+    options = execution_options.ExecOptions.from_params({"parallel_migrations": parallel})
     with pvesim.Simulator(scenario=scenario, port=0, speed=speed, cert_dir=cert_dir) as sim:
         conn = pve_api.ConnectionSettings(hosts=[sim.host], port=sim.port, user="root@pam", token_id=TOKEN_ID,
                                           token_secret=TOKEN_SECRET, ca_path=sim.ca_path)
@@ -202,8 +193,8 @@ def summarize(row, result, accepted, ended, wall, calls):
     statuses = [o.status for o in result.outcomes]
     row.update(parts)
     row.update(
-        ok=statuses.count(executor.OK), failed=statuses.count(executor.FAILED), skipped=statuses.count(executor.SKIPPED),
-        skip_reasons=["%d: %s" % (o.move.vmid, o.error) for o in result.outcomes if o.status != executor.OK],
+        ok=statuses.count(run_report.OK), failed=statuses.count(run_report.FAILED), skipped=statuses.count(run_report.SKIPPED),
+        skip_reasons=["%d: %s" % (o.move.vmid, o.error) for o in result.outcomes if o.status != run_report.OK],
         started=len(migrations), ha=sum(1 for o in result.outcomes if o.ha_upid), waves=len(result.waves), replans=result.replans, stopped=result.stop_reason,
         wall=wall, critical=critical, overhead=wall - critical, ratio=wall / critical if critical else None,
         mean_migration=sum(migrations) / len(migrations) if migrations else 0.0,

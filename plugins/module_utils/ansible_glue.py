@@ -1,8 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) proxlb.balancer contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The only module_utils file that knows Ansible: shared connection options, the AnsibleModule
-factory and the one place where the collection's errors become ``fail_json``.
+"""The only module_utils file that knows Ansible: the argument specs of the option families
+(connection, balancing, execution), the AnsibleModule factory and the one place where the
+collection's errors become ``fail_json``.
+
+Option defaults live with the pure code that validates the options (``settings``,
+``execution_options``); the specs here add Ansible's types and choices.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
+from ansible_collections.proxlb.balancer.plugins.module_utils import execution_options, settings
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, MissingLibraryError, ProxLBError
-from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import ClusterSnapshot
 from ansible_collections.proxlb.balancer.plugins.module_utils.pve_api import (
     DEFAULT_PORT,
     DEFAULT_TIMEOUT_S,
@@ -38,6 +42,54 @@ def connection_argument_spec():
         ca_path=dict(type="path", fallback=(env_fallback, ["PROXMOX_CA_PATH"])),
         api_timeout=dict(type="int", default=DEFAULT_TIMEOUT_S, fallback=(env_fallback, ["PROXMOX_API_TIMEOUT"])),
     )
+
+
+def balance_argument_spec():
+    """Balancing options shared by every planning module (validated by ``settings.BalanceSettings``)."""
+    return _with_defaults(settings.option_defaults(), dict(
+        method=dict(type="str", choices=list(settings.METHODS)),
+        mode=dict(type="str", choices=list(settings.MODES)),
+        balanciness=dict(type="float"),
+        memory_threshold=dict(type="float"),
+        cpu_threshold=dict(type="float"),
+        disk_threshold=dict(type="float"),
+        node_resource_reserve=dict(type="dict"),
+        cpu_overcommit=dict(type="float"),
+        max_moves=dict(type="int"),
+        max_moves_per_node=dict(type="int"),
+        guest_types=dict(type="list", elements="str", choices=list(settings.KINDS)),
+        ignore_guests=dict(type="list", elements="str"),
+        ignore_nodes=dict(type="list", elements="str"),
+        maintenance_nodes=dict(type="list", elements="str"),
+        include_stopped=dict(type="bool"),
+        pools=dict(type="dict"),
+        manage_ha_resources=dict(type="bool"),
+        pressure_window=dict(type="str", choices=["hour", "day", "week"]),
+    ))
+
+
+def execution_argument_spec():
+    """Options that control how a plan is carried out (validated by ``execution_options.ExecOptions``)."""
+    return _with_defaults(execution_options.option_defaults(), dict(
+        parallel_migrations=dict(type="int"),
+        migration_timeout=dict(type="int"),
+        with_local_disks=dict(type="bool"),
+        with_conntrack_state=dict(type="bool"),
+        ct_restart_timeout=dict(type="int"),
+        on_failure=dict(type="str", choices=list(execution_options.ON_FAILURE)),
+        max_waves=dict(type="int"),
+    ))
+
+
+def _with_defaults(defaults, spec):
+    """``spec`` with each option's default from ``defaults``; an option there without one has none."""
+    if set(defaults) != set(spec):
+        raise ValueError("argument spec and defaults name different options: %s"
+                         % ", ".join(sorted(set(defaults) ^ set(spec))))
+    for key, default in defaults.items():
+        if default is not None:
+            spec[key]["default"] = default
+    return spec
 
 
 def create_module(argument_spec, **kwargs):
@@ -99,16 +151,6 @@ def run(module, fn):
     except ProxLBError as err:
         module.fail_json(msg=str(err), error=error_details(err))
     module.exit_json(**result)
-
-
-def load_snapshot(path):
-    """A snapshot saved by proxlb_cluster_info; a clear ConfigError names the option otherwise."""
-    try:
-        return ClusterSnapshot.load(path)
-    except (IOError, OSError) as err:
-        raise ConfigError("snapshot", "cannot read %s (%s); give a file written by proxlb_cluster_info dest" % (path, err))
-    except ValueError as err:
-        raise ConfigError("snapshot", "%s is not a usable snapshot: %s" % (path, err))
 
 
 def write_if_changed(module, content, dest, option="dest"):

@@ -17,6 +17,9 @@ Optional per-node extras, the only calls that grow with the cluster:
 ``GET /nodes/{node}/storage/{storage}/content`` per node-local guest storage
 (``with_local_volumes``).
 
+Between waves the executor re-reads only ``/cluster/resources`` and ``refreshed`` folds it into
+the snapshot it has; ``load_snapshot`` reads a snapshot saved earlier instead of the cluster.
+
 Every PVE quirk (numbers as strings, fields missing on offline nodes, PVE 8 vs 9 shapes) is
 absorbed here; nothing after the collector needs to know about them. No Ansible imports.
 """
@@ -24,6 +27,7 @@ absorbed here; nothing after the collector needs to know about them. No Ansible 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Dict, List
 
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, PveApiError
@@ -504,3 +508,48 @@ def _optional_read(client, warnings, what, path, **params):
         if isinstance(warnings, list):
             warnings.append("could not read %s: %s" % (what, err))
         return None
+
+
+def collect_for(client, settings, warnings=None):
+    """``collect`` with the extras the balancing ``settings`` need (pressure for mode psi, local
+    volume sizes for method disk)."""
+    return collect(client, with_pressure=settings.mode == "psi", pressure_window=settings.pressure_window,
+                   with_local_volumes=settings.method == "disk", warnings=warnings)
+
+
+def load_snapshot(path):
+    """A snapshot saved by proxlb_cluster_info; a clear ConfigError names the option otherwise."""
+    try:
+        return ClusterSnapshot.load(path)
+    except (IOError, OSError) as err:
+        raise ConfigError("snapshot", "cannot read %s (%s); give a file written by proxlb_cluster_info dest" % (path, err))
+    except ValueError as err:
+        raise ConfigError("snapshot", "%s is not a usable snapshot: %s" % (path, err))
+
+
+# -- re-reading between waves --------------------------------------------------------------------
+
+def refreshed(snapshot, resources):
+    """``snapshot`` with nodes and guests replaced by a fresh ``/cluster/resources`` answer.
+
+    What that answer does not carry (HA details, pressure, local disk sizes, rules, pools) is
+    kept from ``snapshot``; guests HA knew about keep their HA entry.
+    """
+    nodes = nodes_from_resources(resources)
+    guests = guests_from_resources(resources)
+    for name, node in nodes.items():
+        old = snapshot.nodes.get(name)
+        if old is not None:
+            node.pressure = old.pressure
+            node.ha_maintenance = node.ha_maintenance or (old.ha_maintenance and node.hastate is None)
+    for vmid, guest in guests.items():
+        old = snapshot.guests.get(vmid)
+        if old is None:
+            continue
+        if old.ha is not None and guest.ha is not None:
+            guest.ha = dict(old.ha, state=guest.ha.get("state", old.ha.get("state")))
+        elif old.ha is not None and guest.ha is None:
+            guest.ha = old.ha
+        guest.local_disk_bytes = old.local_disk_bytes
+        guest.pressure = old.pressure
+    return replace(snapshot, nodes=nodes, guests=guests)

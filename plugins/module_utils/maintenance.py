@@ -10,9 +10,11 @@ guests stand in the way of, fails before anything moves.
 
 from __future__ import annotations
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import executor, planner, rules
-from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect
+from ansible_collections.proxlb.balancer.plugins.module_utils import executor, planner, rules, run_report
+from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect, refreshed
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, ProxLBError, PveApiError
+from ansible_collections.proxlb.balancer.plugins.module_utils.execution_options import ExecOptions
+from ansible_collections.proxlb.balancer.plugins.module_utils.pve_tasks import api_message, migrate_path, precondition_problem
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import BalanceSettings, check_nodes_known
 
 STATES = ("drained", "active")
@@ -96,24 +98,23 @@ def pve_check(client, snapshot, move, with_local_disks):
     The executor asks again right before each migration; asking up front is what lets the task
     fail, or plan around a refused node, before the first migration.
     """
-    kind = "lxc" if move.type == "lxc" else "qemu"
-    if kind == "lxc" and snapshot.version < (9, 0, 0):
+    if move.type == "lxc" and snapshot.version < (9, 0, 0):
         return None, {}     # PVE 8 has no migration check for containers
     try:
-        answer = client.get("nodes/%s/%s/%d/migrate" % (move.source, kind, move.vmid), target=move.target)
+        answer = client.get(migrate_path(move), target=move.target)
     except PveApiError as err:
-        return "PVE refused the migration check: %s" % (err.details.get("pve_message") or err), {}
+        return "PVE refused the migration check: %s" % api_message(err), {}
     if not isinstance(answer, dict):
         return None, {}
     node_lists = ("allowed_nodes", "allowed-nodes", "not_allowed_nodes", "not-allowed-nodes")
-    whole = executor.precondition_problem({k: v for k, v in answer.items() if k not in node_lists}, None, move.kind,
+    whole = precondition_problem({k: v for k, v in answer.items() if k not in node_lists}, None, move.kind,
                                           with_local_disks)
     if whole:
         return whole, {}
     refused = {}
     for node in sorted(snapshot.nodes):
         if node != move.source:
-            problem = executor.precondition_problem(answer, node, move.kind, with_local_disks)
+            problem = precondition_problem(answer, node, move.kind, with_local_disks)
             if problem:
                 refused[node] = problem
     return None, refused
@@ -208,8 +209,7 @@ def describe(entries, key="reason"):
 def carry_out(client, snapshot, settings, options, todo, replan, check_mode):
     """Check mode: the plan as outcomes. Otherwise execute it. Returns the ExecutionReport."""
     if check_mode:
-        return executor.ExecutionReport(outcomes=executor.planned_outcomes([w for w in todo.waves if w]),
-                                        nodes_final=executor.node_loads(snapshot, settings))
+        return run_report.check_mode_report(todo.waves, snapshot, settings)
     return executor.execute(client, snapshot, settings, todo, options, replan=replan)
 
 
@@ -220,9 +220,9 @@ def moved_guests(report, sources):
         move = outcome.move
         if move.source not in sources:
             continue
-        if outcome.status == executor.PLANNED:
+        if outcome.status == run_report.PLANNED:
             end = move.target
-        elif outcome.status == executor.OK:
+        elif outcome.status == run_report.OK:
             end = outcome.final_node or move.target
         else:
             continue
@@ -248,14 +248,14 @@ def base_result(client, report, todo, collect_calls, changed, diff):
                   api_calls=dict(total=client.calls, collect=collect_calls, execute=client.calls - collect_calls,
                                  by_endpoint=dict(client.calls_by_endpoint)))
     if diff:
-        result["diff"] = executor.placement_diff(report.outcomes)
+        result["diff"] = run_report.placement_diff(report.outcomes)
     return result
 
 
 def final_snapshot(client, snapshot, warnings):
     """The cluster after the run (one read); the planning snapshot if it cannot be read."""
     try:
-        return executor.refreshed(snapshot, client.get("cluster/resources"))
+        return refreshed(snapshot, client.get("cluster/resources"))
     except PveApiError as err:
         warnings.append("could not read the cluster after the run, so what is left on the nodes is as planned: %s" % err)
         return snapshot
@@ -265,13 +265,13 @@ def undone_moves(report):
     """{vmid: why} of moves the run did not carry out (skipped, failed, not started); last outcome per guest."""
     reasons = {}
     for outcome in report.outcomes:
-        if outcome.status == executor.SKIPPED:
+        if outcome.status == run_report.SKIPPED:
             reasons[outcome.move.vmid] = outcome.error or "skipped"
-        elif outcome.status == executor.FAILED:
+        elif outcome.status == run_report.FAILED:
             reasons[outcome.move.vmid] = "migration failed: %s" % (outcome.error or "unknown error")
-        elif outcome.status == executor.NOT_STARTED:
+        elif outcome.status == run_report.NOT_STARTED:
             reasons[outcome.move.vmid] = "not moved: the run stopped (%s)" % (report.stop_reason or "unknown reason")
-        elif outcome.status == executor.OK:
+        elif outcome.status == run_report.OK:
             reasons.pop(outcome.move.vmid, None)
     return reasons
 
@@ -282,7 +282,7 @@ def drain(client, snapshot, params, check_mode, diff, warnings):
     """state=drained. Returns (result, failure message or None)."""
     nodes = requested_nodes(params, snapshot)
     settings = BalanceSettings.from_params(dict(params, maintenance_nodes=nodes))
-    options = executor.ExecOptions.from_params(params)
+    options = ExecOptions.from_params(params)
     check_nodes_known(settings, snapshot.nodes)
     check_drain(nodes, snapshot, settings)
     if snapshot.quorate is False:
@@ -304,7 +304,7 @@ def drain(client, snapshot, params, check_mode, diff, warnings):
         problems.append("%d guest(s) cannot leave: %s (allow_blocking=true drains the rest and leaves them)"
                         % (len(blocking), describe(blocking)))
     if problems:
-        report = executor.ExecutionReport(nodes_final=executor.node_loads(snapshot, settings))
+        report = run_report.ExecutionReport(nodes_final=run_report.node_loads(snapshot, settings))
         result = base_result(client, report, todo, collect_calls, False, diff)
         result.update(state="drained", nodes=node_states(snapshot, nodes), evacuated=[], blocking=blocking,
                       staying=staying, nowhere_to_go=nowhere)
@@ -348,7 +348,7 @@ def activate(client, snapshot, params, check_mode, diff, warnings):
     """state=active. Returns (result, failure message or None)."""
     nodes = requested_nodes(params, snapshot)
     settings = BalanceSettings.from_params(params)
-    options = executor.ExecOptions.from_params(params)
+    options = ExecOptions.from_params(params)
     check_nodes_known(settings, snapshot.nodes)
     for name in nodes:
         node = snapshot.nodes[name]
@@ -412,7 +412,7 @@ def maintenance(client, params, check_mode=False, diff=False):
         raise ConfigError("state", "'%s' is not one of %s" % (params.get("state"), ", ".join(STATES)))
     # Options are checked before the first request, node names as soon as the cluster is known.
     settings = BalanceSettings.from_params(params)
-    executor.ExecOptions.from_params(params)
+    ExecOptions.from_params(params)
     warnings = []
     snapshot = collect(client, with_pressure=settings.mode == "psi", pressure_window=settings.pressure_window,
                        with_local_volumes=settings.method == "disk", warnings=warnings)

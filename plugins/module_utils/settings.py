@@ -27,27 +27,28 @@ RESERVE_KEYS = ("memory", "cpu", "disk")
 HYSTERESIS = 0.5
 
 
-def balance_argument_spec():
-    """Ansible argument spec of the balancing options shared by every planning module."""
+def option_defaults():
+    """Default of every balancing option by option name (None: unset); the Ansible argument spec
+    (``ansible_glue.balance_argument_spec``) takes its defaults from here."""
     return dict(
-        method=dict(type="str", default="memory", choices=list(METHODS)),
-        mode=dict(type="str", default="used", choices=list(MODES)),
-        balanciness=dict(type="float", default=10.0),
-        memory_threshold=dict(type="float"),
-        cpu_threshold=dict(type="float"),
-        disk_threshold=dict(type="float"),
-        node_resource_reserve=dict(type="dict", default={}),
-        cpu_overcommit=dict(type="float", default=4.0),
-        max_moves=dict(type="int"),
-        max_moves_per_node=dict(type="int", default=1),
-        guest_types=dict(type="list", elements="str", default=list(KINDS), choices=list(KINDS)),
-        ignore_guests=dict(type="list", elements="str", default=[]),
-        ignore_nodes=dict(type="list", elements="str", default=[]),
-        maintenance_nodes=dict(type="list", elements="str", default=[]),
-        include_stopped=dict(type="bool", default=True),
-        pools=dict(type="dict", default={}),
-        manage_ha_resources=dict(type="bool", default=False),
-        pressure_window=dict(type="str", default="hour", choices=["hour", "day", "week"]),
+        method="memory",
+        mode="used",
+        balanciness=10.0,
+        memory_threshold=None,
+        cpu_threshold=None,
+        disk_threshold=None,
+        node_resource_reserve={},
+        cpu_overcommit=4.0,
+        max_moves=None,
+        max_moves_per_node=1,
+        guest_types=list(KINDS),
+        ignore_guests=[],
+        ignore_nodes=[],
+        maintenance_nodes=[],
+        include_stopped=True,
+        pools={},
+        manage_ha_resources=False,
+        pressure_window="hour",
     )
 
 
@@ -113,11 +114,11 @@ class BalanceSettings:
     @classmethod
     def from_params(cls, params):
         """Build and validate settings from a module/lookup parameter dict (unknown keys ignored)."""
-        spec = balance_argument_spec()
-        values = {key: params.get(key, spec[key].get("default")) for key in spec}
-        for key in spec:
-            if values[key] is None and "default" in spec[key]:
-                values[key] = spec[key]["default"]
+        defaults = option_defaults()
+        values = {key: params.get(key, default) for key, default in defaults.items()}
+        for key, default in defaults.items():
+            if values[key] is None:
+                values[key] = default
         return cls(
             method=_choice(values, "method", METHODS),
             mode=_choice(values, "mode", MODES),

@@ -285,10 +285,9 @@ api_calls:
   sample: 6
 """
 
-from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import connect, create_module, load_snapshot, run
-from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect
+from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import balance_argument_spec, connect, create_module, run
+from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect, load_snapshot
 from ansible_collections.proxlb.balancer.plugins.module_utils.planner import BestNodeQuery
-from ansible_collections.proxlb.balancer.plugins.module_utils.settings import balance_argument_spec
 
 
 def argument_spec():

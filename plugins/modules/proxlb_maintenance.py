@@ -386,10 +386,9 @@ msg:
   sample: "cannot drain pve2, nothing was migrated: 111 (db02) has nowhere to go: pve1: memory: needs 32.0 GiB, 17.0 GiB free after reserve"
 """
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import executor
-from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import connect, create_module, run
+from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import (
+    balance_argument_spec, connect, create_module, execution_argument_spec, run)
 from ansible_collections.proxlb.balancer.plugins.module_utils.maintenance import STATES, UNUSED_BALANCE_OPTIONS, maintenance
-from ansible_collections.proxlb.balancer.plugins.module_utils.settings import balance_argument_spec
 
 
 def argument_spec():
@@ -397,7 +396,7 @@ def argument_spec():
     for key in UNUSED_BALANCE_OPTIONS:
         spec.pop(key)
     spec["manage_ha_resources"] = dict(spec["manage_ha_resources"], default=True)
-    spec.update(executor.execution_argument_spec())
+    spec.update(execution_argument_spec())
     # A drain is carried out whole: a partial one is what allow_blocking and on_failure describe.
     spec.pop("max_waves")
     spec.update(

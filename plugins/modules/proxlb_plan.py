@@ -241,9 +241,9 @@ plan:
 
 from ansible_collections.proxlb.balancer.plugins.module_utils import planner
 from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import (
-    connect, create_module, load_snapshot, run, write_if_changed)
-from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect
-from ansible_collections.proxlb.balancer.plugins.module_utils.settings import BalanceSettings, balance_argument_spec
+    balance_argument_spec, connect, create_module, run, write_if_changed)
+from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect, load_snapshot
+from ansible_collections.proxlb.balancer.plugins.module_utils.settings import BalanceSettings
 
 import json
 

@@ -358,43 +358,27 @@ msg:
   sample: "1 of 4 migration(s) failed: 101 (web1) pve1 -> pve2: migration aborted (duration 00:00:05): online migrate failure"
 """
 
-from dataclasses import replace
-
-from ansible_collections.proxlb.balancer.plugins.module_utils import executor, planner
-from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import connect, create_module, run
+from ansible_collections.proxlb.balancer.plugins.module_utils import executor, planner, run_report
+from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import (
+    balance_argument_spec, connect, create_module, execution_argument_spec, run)
 from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect
-from ansible_collections.proxlb.balancer.plugins.module_utils.settings import (
-    BalanceSettings, balance_argument_spec, check_nodes_known)
+from ansible_collections.proxlb.balancer.plugins.module_utils.execution_options import ExecOptions
+from ansible_collections.proxlb.balancer.plugins.module_utils.rebalance_runner import given_plan, replanner
+from ansible_collections.proxlb.balancer.plugins.module_utils.settings import BalanceSettings, check_nodes_known
 
 
 def argument_spec():
     spec = balance_argument_spec()
-    spec.update(executor.execution_argument_spec())
+    spec.update(execution_argument_spec())
     spec.update(plan=dict(type="dict"))
     return spec
-
-
-def replanner(settings):
-    """``replan`` for the executor: plan afresh, with the move budget reduced by what already moved."""
-    def replan(snapshot, immovable):
-        current = settings
-        if settings.max_moves is not None:
-            done = sum(1 for reason in immovable.values() if reason == executor.MOVED_IN_THIS_RUN)
-            current = replace(settings, max_moves=max(0, settings.max_moves - done))
-        return planner.plan(snapshot, current, immovable=immovable)
-    return replan
-
-
-def given_plan(data, snapshot):
-    waves = executor.moves_from_plan(data, snapshot)
-    return planner.Plan(moves=[m for wave in waves for m in wave], waves=waves, data=dict(data))
 
 
 def rebalance(module):
     params = module.params
     # Options are checked before the first request, node names as soon as the cluster is known.
     settings = BalanceSettings.from_params(params)
-    options = executor.ExecOptions.from_params(params)
+    options = ExecOptions.from_params(params)
     client = connect(module)
     warnings = []
     snapshot = collect(client, with_pressure=settings.mode == "psi", pressure_window=settings.pressure_window,
@@ -412,10 +396,7 @@ def rebalance(module):
     collect_calls = client.calls
 
     if module.check_mode:
-        waves = [w for w in todo.waves if w]
-        limit = options.max_waves if options.max_waves is not None else len(waves)
-        report = executor.ExecutionReport(outcomes=executor.planned_outcomes(waves[:limit]), remaining=waves[limit:],
-                                          nodes_final=executor.node_loads(snapshot, settings))
+        report = run_report.check_mode_report(todo.waves, snapshot, settings, options.max_waves)
         changed = bool(report.outcomes) or bool(report.remaining)
     else:
         report = executor.execute(client, snapshot, settings, todo, options, replan=replanner(settings))
@@ -432,11 +413,11 @@ def rebalance(module):
                        by_endpoint=dict(client.calls_by_endpoint)),
     )
     if module._diff:
-        result["diff"] = executor.placement_diff(report.outcomes)
+        result["diff"] = run_report.placement_diff(report.outcomes)
     for warning in warnings + report.warnings:
         module.warn(warning)
     for outcome in report.outcomes:
-        if outcome.status == executor.SKIPPED:
+        if outcome.status == run_report.SKIPPED:
             module.warn("skipped %d (%s) %s -> %s: %s" % (outcome.move.vmid, outcome.move.name, outcome.move.source,
                                                           outcome.move.target, outcome.error))
     if report.failed:
