@@ -16,7 +16,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.proxlb.balancer.plugins.module_utils import execution_options, settings
-from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, MissingLibraryError, ProxLBError
+from ansible_collections.proxlb.balancer.plugins.module_utils.errors import MissingLibraryError, ProxLBError, RunFailed
 from ansible_collections.proxlb.balancer.plugins.module_utils.pve_api import (
     DEFAULT_PORT,
     DEFAULT_TIMEOUT_S,
@@ -24,6 +24,7 @@ from ansible_collections.proxlb.balancer.plugins.module_utils.pve_api import (
     ConnectionSettings,
     open_client,
 )
+from ansible_collections.proxlb.balancer.plugins.module_utils.request import Request
 
 # Error details that are safe to hand back to the user next to ``msg`` (never credentials).
 _DETAIL_KEYS = ("kind", "status", "option", "method", "path", "host", "tried", "privilege", "library")
@@ -137,36 +138,44 @@ def error_details(err):
     return details
 
 
-def run(module, fn):
-    """Call ``fn()`` and ``exit_json`` with the dict it returns; every collection error ends here.
+class ModuleRequest(Request):
+    """A ``Request`` for a runner from an ``AnsibleModule``: its parameters, check and diff mode,
+    and Ansible's atomic file replacement."""
 
-    ``ProxLBError`` and its kinds become one ``fail_json`` with the error's own message and an
-    ``error`` dict (``type``, ``kind``, ``status``, ``option``, ...); a missing library becomes
-    Ansible's standard ``missing_required_lib`` message.
-    """
-    try:
-        result = fn()
-    except MissingLibraryError as err:
-        module.fail_json(msg=missing_required_lib(err.library), exception=err.import_traceback, error=error_details(err))
-    except ProxLBError as err:
-        module.fail_json(msg=str(err), error=error_details(err))
-    module.exit_json(**result)
+    def __init__(self, module, connect_to):
+        super().__init__(module.params, lambda: connect_to(module), check_mode=module.check_mode, diff=module._diff)
+        self.module = module
 
-
-def write_if_changed(module, content, dest, option="dest"):
-    """Write ``content`` to ``dest`` unless it already holds it; True when it changed (or would, in check mode)."""
-    directory = os.path.dirname(os.path.abspath(dest))
-    if not os.path.isdir(directory):
-        raise ConfigError(option, "directory %s does not exist; create it or choose another path" % directory)
-    try:
-        with open(dest) as handle:
-            if handle.read() == content:
-                return False
-    except (IOError, OSError):
-        pass
-    if not module.check_mode:
-        tmp = os.path.join(module.tmpdir, "proxlb_%s.json" % option)
+    def replace_file(self, content, dest):
+        tmp = os.path.join(self.module.tmpdir, "proxlb_%s" % os.path.basename(dest))
         with open(tmp, "w") as handle:
             handle.write(content)
-        module.atomic_move(tmp, dest)
-    return True
+        self.module.atomic_move(tmp, dest)
+
+
+def run(module, runner, connect_to=connect):
+    """``runner(request)`` for the module, then ``exit_json``; every collection error ends here.
+
+    ``connect_to(module)`` opens the PVE connection when the runner asks for it. Warnings the
+    runner collected are shown whatever the outcome. ``RunFailed`` becomes ``fail_json`` with its
+    message and the partial result (what was done before the failure); other ``ProxLBError`` kinds
+    become one ``fail_json`` with the error's own message and an ``error`` dict (``type``,
+    ``kind``, ``status``, ``option``, ...); a missing library becomes Ansible's standard
+    ``missing_required_lib`` message.
+    """
+    request = ModuleRequest(module, connect_to)
+    failure = None
+    try:
+        result = runner(request)
+    except RunFailed as err:
+        result, failure = err.result, dict(msg=str(err))
+    except MissingLibraryError as err:
+        result, failure = {}, dict(msg=missing_required_lib(err.library), exception=err.import_traceback,
+                                   error=error_details(err))
+    except ProxLBError as err:
+        result, failure = {}, dict(msg=str(err), error=error_details(err))
+    for warning in request.warnings:
+        module.warn(warning)
+    if failure is not None:
+        module.fail_json(**dict(result, **failure))
+    module.exit_json(**result)

@@ -55,3 +55,16 @@ class MissingLibraryError(ProxLBError):
         )
         self.library = library
         self.import_traceback = import_traceback
+
+
+class RunFailed(ProxLBError):
+    """A run failed after it had done or checked something; ``result`` is what it did.
+
+    ``result`` is the module result as far as it goes (moves with their outcomes, what is left,
+    API calls, ...). The Ansible glue returns it next to the message (``fail_json(msg=..., **result)``),
+    so every module reports what happened before a failure the same way.
+    """
+
+    def __init__(self, message, result, **details):
+        super().__init__(message, **details)
+        self.result = result

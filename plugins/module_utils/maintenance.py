@@ -3,16 +3,16 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Node maintenance: drain nodes with mandatory moves and bring their guests back.
 
-Everything ``proxlb_maintenance`` does, without Ansible: the drain is planned whole and checked
-with PVE's own migration check before the first migration; a drain that cannot fit, or that
-guests stand in the way of, fails before anything moves.
+Everything ``proxlb_maintenance`` does, without Ansible (``run_maintenance`` is its runner): the
+drain is planned whole and checked with PVE's own migration check before the first migration; a
+drain that cannot fit, or that guests stand in the way of, fails before anything moves.
 """
 
 from __future__ import annotations
 
 from ansible_collections.proxlb.balancer.plugins.module_utils import executor, planner, rules, run_report
-from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect, refreshed
-from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, ProxLBError, PveApiError
+from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect_for, refreshed
+from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, ProxLBError, PveApiError, RunFailed
 from ansible_collections.proxlb.balancer.plugins.module_utils.execution_options import ExecOptions
 from ansible_collections.proxlb.balancer.plugins.module_utils.pve_tasks import api_message, migrate_path, precondition_problem
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import BalanceSettings, check_nodes_known
@@ -108,7 +108,7 @@ def pve_check(client, snapshot, move, with_local_disks):
         return None, {}
     node_lists = ("allowed_nodes", "allowed-nodes", "not_allowed_nodes", "not-allowed-nodes")
     whole = precondition_problem({k: v for k, v in answer.items() if k not in node_lists}, None, move.kind,
-                                          with_local_disks)
+                                 with_local_disks)
     if whole:
         return whole, {}
     refused = {}
@@ -242,14 +242,9 @@ def node_states(snapshot, nodes):
 
 
 def base_result(client, report, todo, collect_calls, changed, diff):
-    result = report.to_dict()
     data = todo.to_dict()
-    result.update(changed=changed, plan=data, summary=data.get("summary") or planner.summary(todo),
-                  api_calls=dict(total=client.calls, collect=collect_calls, execute=client.calls - collect_calls,
-                                 by_endpoint=dict(client.calls_by_endpoint)))
-    if diff:
-        result["diff"] = run_report.placement_diff(report.outcomes)
-    return result
+    return run_report.run_result(client, report, data, data.get("summary") or planner.summary(todo), collect_calls,
+                                 changed, diff)
 
 
 def final_snapshot(client, snapshot, warnings):
@@ -406,16 +401,22 @@ def activate(client, snapshot, params, check_mode, diff, warnings):
     return result, None
 
 
-def maintenance(client, params, check_mode=False, diff=False):
-    """The whole module without Ansible: (result, failure message or None, warnings)."""
+def run_maintenance(request):
+    """The module result for ``request`` (see ``request.Request``).
+
+    Raises ``RunFailed`` with the result when the drain or return cannot be done (nothing was
+    migrated then) or did not fully succeed.
+    """
+    params = request.params
     if params.get("state") not in STATES:
         raise ConfigError("state", "'%s' is not one of %s" % (params.get("state"), ", ".join(STATES)))
     # Options are checked before the first request, node names as soon as the cluster is known.
     settings = BalanceSettings.from_params(params)
     ExecOptions.from_params(params)
-    warnings = []
-    snapshot = collect(client, with_pressure=settings.mode == "psi", pressure_window=settings.pressure_window,
-                       with_local_volumes=settings.method == "disk", warnings=warnings)
+    client = request.connect()
+    snapshot = collect_for(client, settings, request.warnings)
     handler = drain if params["state"] == "drained" else activate
-    result, failure = handler(client, snapshot, params, check_mode, diff, warnings)
-    return result, failure, warnings
+    result, failure = handler(client, snapshot, params, request.check_mode, request.diff, request.warnings)
+    if failure:
+        raise RunFailed(failure, result)
+    return result

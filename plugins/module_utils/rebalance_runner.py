@@ -9,12 +9,59 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import planner
-from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
-from ansible_collections.proxlb.balancer.plugins.module_utils.executor import MOVED_IN_THIS_RUN
+from ansible_collections.proxlb.balancer.plugins.module_utils import planner, run_report
+from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect_for
+from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, RunFailed
+from ansible_collections.proxlb.balancer.plugins.module_utils.execution_options import ExecOptions
+from ansible_collections.proxlb.balancer.plugins.module_utils.executor import MOVED_IN_THIS_RUN, execute
+from ansible_collections.proxlb.balancer.plugins.module_utils.settings import BalanceSettings, check_nodes_known
 
 # Guest kind of a plan entry (``type``) -> PVE guest type.
 GUEST_TYPES = {"vm": "qemu", "ct": "lxc"}
+
+
+def run_rebalance(request):
+    """The module result for ``request`` (see ``request.Request``).
+
+    Raises ``RunFailed`` when a migration failed or the run stopped early, with everything that
+    happened but the plan itself (it is in the input or an earlier result).
+    """
+    params = request.params
+    # Options are checked before the first request, node names as soon as the cluster is known.
+    settings = BalanceSettings.from_params(params)
+    options = ExecOptions.from_params(params)
+    client = request.connect()
+    snapshot = collect_for(client, settings, request.warnings)
+    check_nodes_known(settings, snapshot.nodes)
+    if params["plan"] is not None:
+        todo = given_plan(params["plan"], snapshot)
+        plan_data = params["plan"]
+        summary = plan_data.get("summary") or "\n".join(
+            "wave %d  %d %s  %s -> %s  %s" % (m.wave, m.vmid, m.name, m.source, m.target, m.reason) for m in todo.moves)
+    else:
+        todo = planner.plan(snapshot, settings)
+        plan_data = todo.to_dict()
+        summary = plan_data.get("summary") or planner.summary(todo)
+    collect_calls = client.calls
+
+    if request.check_mode:
+        report = run_report.check_mode_report(todo.waves, snapshot, settings, options.max_waves)
+        changed = bool(report.outcomes) or bool(report.remaining)
+    else:
+        report = execute(client, snapshot, settings, todo, options, replan=replanner(settings))
+        changed = report.changed
+
+    result = run_report.run_result(client, report, plan_data, summary, collect_calls, changed, request.diff)
+    result["remaining"] = dict(moves=report.remaining_moves(), waves=len(report.remaining))
+    request.warnings.extend(report.warnings)
+    for outcome in report.outcomes:
+        if outcome.status == run_report.SKIPPED:
+            request.warnings.append("skipped %d (%s) %s -> %s: %s" % (
+                outcome.move.vmid, outcome.move.name, outcome.move.source, outcome.move.target, outcome.error))
+    if report.failed:
+        raise RunFailed(report.failure_message(),
+                        {key: value for key, value in result.items() if key not in ("plan", "summary")})
+    return result
 
 
 def replanner(settings):

@@ -329,7 +329,7 @@ def choose(source):
 def main():
     module = create_module(argument_spec())
 
-    def answer():
+    def answer(_request):
         query, result = choose(module)
         if "msg" in result and query.fail_when_no_fit:
             module.fail_json(**result)

@@ -271,67 +271,22 @@ snapshot:
       sample: {ha: static, ha-rebalance-on-start: 1}
 """
 
-from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import connect, create_module, run, write_if_changed
-from ansible_collections.proxlb.balancer.plugins.module_utils.collector import PRESSURE_WINDOWS, collect
+from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import connect, create_module, run
+from ansible_collections.proxlb.balancer.plugins.module_utils.cluster_info_runner import run_cluster_info
+from ansible_collections.proxlb.balancer.plugins.module_utils.collector import PRESSURE_WINDOWS
 
 
-def _pct(part, whole):
-    return round(100.0 * part / whole, 1) if whole else 0.0
-
-
-def node_summary(snapshot):
-    """Per-node view for RV(nodes): usage in percent and guest counts."""
-    summary = {}
-    for name, node in snapshot.nodes.items():
-        guests = snapshot.guests_on(name)
-        summary[name] = dict(
-            status=node.status,
-            maxmem_bytes=node.maxmem_bytes,
-            mem_bytes=node.mem_bytes,
-            mem_pct=_pct(node.mem_bytes, node.maxmem_bytes),
-            maxcpu=node.maxcpu,
-            cpu_pct=round(100.0 * node.cpu, 1),
-            guests=len(guests),
-            running=sum(1 for g in guests if g.running),
-            ha_maintenance=node.ha_maintenance,
-        )
-    return summary
-
-
-def main():
-    module = create_module(dict(
+def argument_spec():
+    return dict(
         dest=dict(type="path"),
         with_pressure=dict(type="bool", default=False),
         pressure_window=dict(type="str", default="hour", choices=list(PRESSURE_WINDOWS)),
         with_local_volumes=dict(type="bool", default=False),
-    ))
+    )
 
-    def cluster_info():
-        warnings = []
-        snapshot = collect(
-            connect(module),
-            with_pressure=module.params["with_pressure"],
-            pressure_window=module.params["pressure_window"],
-            with_local_volumes=module.params["with_local_volumes"],
-            warnings=warnings,
-        )
-        for warning in warnings:
-            module.warn(warning)
-        result = dict(
-            changed=False,
-            pve_version=snapshot.pve_version,
-            cluster_name=snapshot.cluster_name,
-            quorate=snapshot.quorate,
-            guests_count=len(snapshot.guests),
-            api_calls=snapshot.api_calls,
-            nodes=node_summary(snapshot),
-            snapshot=snapshot.to_dict(),
-        )
-        if module.params["dest"]:
-            result["changed"] = write_if_changed(module, snapshot.to_json(indent=1) + "\n", module.params["dest"])
-        return result
 
-    run(module, cluster_info)
+def main():
+    run(create_module(argument_spec()), run_cluster_info, connect)
 
 
 if __name__ == "__main__":

@@ -388,7 +388,7 @@ msg:
 
 from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import (
     balance_argument_spec, connect, create_module, execution_argument_spec, run)
-from ansible_collections.proxlb.balancer.plugins.module_utils.maintenance import STATES, UNUSED_BALANCE_OPTIONS, maintenance
+from ansible_collections.proxlb.balancer.plugins.module_utils.maintenance import STATES, UNUSED_BALANCE_OPTIONS, run_maintenance
 
 
 def argument_spec():
@@ -409,17 +409,7 @@ def argument_spec():
 
 
 def main():
-    module = create_module(argument_spec())
-
-    def run_maintenance():
-        result, failure, warnings = maintenance(connect(module), module.params, module.check_mode, module._diff)
-        for warning in warnings:
-            module.warn(warning)
-        if failure:
-            module.fail_json(msg=failure, **result)
-        return result
-
-    run(module, run_maintenance)
+    run(create_module(argument_spec()), run_maintenance, connect)
 
 
 if __name__ == "__main__":

@@ -239,40 +239,19 @@ plan:
       type: str
 """
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import planner
 from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import (
-    balance_argument_spec, connect, create_module, run, write_if_changed)
-from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect, load_snapshot
-from ansible_collections.proxlb.balancer.plugins.module_utils.settings import BalanceSettings
+    balance_argument_spec, connect, create_module, run)
+from ansible_collections.proxlb.balancer.plugins.module_utils.plan_runner import run_plan
 
-import json
+
+def argument_spec():
+    spec = dict(snapshot=dict(type="path"), dest=dict(type="path"))
+    spec.update(balance_argument_spec())
+    return spec
 
 
 def main():
-    spec = dict(snapshot=dict(type="path"), dest=dict(type="path"))
-    spec.update(balance_argument_spec())
-    module = create_module(spec)
-
-    def make_plan():
-        settings = BalanceSettings.from_params(module.params)
-        if module.params["snapshot"]:
-            snapshot = load_snapshot(module.params["snapshot"])
-        else:
-            warnings = []
-            snapshot = collect(connect(module), with_pressure=settings.mode == "psi", pressure_window=settings.pressure_window,
-                               with_local_volumes=settings.method == "disk", warnings=warnings)
-            for warning in warnings:
-                module.warn(warning)
-        plan = planner.plan(snapshot, settings)
-        data = plan.to_dict()
-        result = dict(changed=False, plan=data, summary=data["summary"], summary_lines=data["summary"].splitlines(),
-                      changed_nodes=sorted({m.source for m in plan.moves} | {m.target for m in plan.moves}))
-        if module.params["dest"]:
-            result["dest"] = module.params["dest"]
-            result["changed"] = write_if_changed(module, json.dumps(data, indent=1, sort_keys=True) + "\n", module.params["dest"])
-        return result
-
-    run(module, make_plan)
+    run(create_module(argument_spec()), run_plan, connect)
 
 
 if __name__ == "__main__":

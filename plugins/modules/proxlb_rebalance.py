@@ -358,13 +358,9 @@ msg:
   sample: "1 of 4 migration(s) failed: 101 (web1) pve1 -> pve2: migration aborted (duration 00:00:05): online migrate failure"
 """
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import executor, planner, run_report
 from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import (
     balance_argument_spec, connect, create_module, execution_argument_spec, run)
-from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect
-from ansible_collections.proxlb.balancer.plugins.module_utils.execution_options import ExecOptions
-from ansible_collections.proxlb.balancer.plugins.module_utils.rebalance_runner import given_plan, replanner
-from ansible_collections.proxlb.balancer.plugins.module_utils.settings import BalanceSettings, check_nodes_known
+from ansible_collections.proxlb.balancer.plugins.module_utils.rebalance_runner import run_rebalance
 
 
 def argument_spec():
@@ -374,62 +370,8 @@ def argument_spec():
     return spec
 
 
-def rebalance(module):
-    params = module.params
-    # Options are checked before the first request, node names as soon as the cluster is known.
-    settings = BalanceSettings.from_params(params)
-    options = ExecOptions.from_params(params)
-    client = connect(module)
-    warnings = []
-    snapshot = collect(client, with_pressure=settings.mode == "psi", pressure_window=settings.pressure_window,
-                       with_local_volumes=settings.method == "disk", warnings=warnings)
-    check_nodes_known(settings, snapshot.nodes)
-    if params["plan"] is not None:
-        todo = given_plan(params["plan"], snapshot)
-        plan_data = params["plan"]
-        summary = plan_data.get("summary") or "\n".join(
-            "wave %d  %d %s  %s -> %s  %s" % (m.wave, m.vmid, m.name, m.source, m.target, m.reason) for m in todo.moves)
-    else:
-        todo = planner.plan(snapshot, settings)
-        plan_data = todo.to_dict()
-        summary = plan_data.get("summary") or planner.summary(todo)
-    collect_calls = client.calls
-
-    if module.check_mode:
-        report = run_report.check_mode_report(todo.waves, snapshot, settings, options.max_waves)
-        changed = bool(report.outcomes) or bool(report.remaining)
-    else:
-        report = executor.execute(client, snapshot, settings, todo, options, replan=replanner(settings))
-        changed = report.changed
-
-    result = report.to_dict()
-    remaining = report.remaining_moves()
-    result.update(
-        changed=changed,
-        plan=plan_data,
-        summary=summary,
-        remaining=dict(moves=remaining, waves=len(report.remaining)),
-        api_calls=dict(total=client.calls, collect=collect_calls, execute=client.calls - collect_calls,
-                       by_endpoint=dict(client.calls_by_endpoint)),
-    )
-    if module._diff:
-        result["diff"] = run_report.placement_diff(report.outcomes)
-    for warning in warnings + report.warnings:
-        module.warn(warning)
-    for outcome in report.outcomes:
-        if outcome.status == run_report.SKIPPED:
-            module.warn("skipped %d (%s) %s -> %s: %s" % (outcome.move.vmid, outcome.move.name, outcome.move.source,
-                                                          outcome.move.target, outcome.error))
-    if report.failed:
-        # Everything that happened, but not the plan itself: it is in the input or an earlier result.
-        failure = {key: value for key, value in result.items() if key not in ("plan", "summary")}
-        module.fail_json(msg=report.failure_message(), **failure)
-    return result
-
-
 def main():
-    module = create_module(argument_spec())
-    run(module, lambda: rebalance(module))
+    run(create_module(argument_spec()), run_rebalance, connect)
 
 
 if __name__ == "__main__":

@@ -5,53 +5,13 @@
 
 from __future__ import annotations
 
-import copy
-import json
-import os
-
 import pytest
 
 from ansible_collections.proxlb.balancer.plugins.module_utils import collector
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, PveApiError
+from ansible_collections.proxlb.balancer.plugins.module_utils.settings import BalanceSettings
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import ClusterSnapshot
-
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-GIB = 1024 ** 3
-
-
-def load(name):
-    with open(os.path.join(FIXTURES, name)) as handle:
-        return json.load(handle)
-
-
-class CannedClient:
-    """Serves canned answers by ``METHOD /path``; counts like ``PveClient`` does."""
-
-    def __init__(self, answers, probe=True):
-        self.answers = answers
-        self.calls = 0
-        self.requests = []
-        self.version_info = copy.deepcopy(answers["GET /version"]) if probe else None
-
-    def get(self, path, **params):
-        return self.request("GET", path, params=params)
-
-    def request(self, method, path, params=None, data=None, retries=None):
-        self.calls += 1
-        self.requests.append((method, path, dict(params or {}), retries))
-        key = "%s %s" % (method, path)
-        if key not in self.answers:
-            raise PveApiError("PVE API error on %s: 501 Method '%s' not implemented" % (key, key), kind="http", status=501)
-        answer = self.answers[key]
-        if isinstance(answer, dict) and "__error__" in answer:
-            error = answer["__error__"]
-            raise PveApiError("PVE API error on %s: %d %s" % (key, error["status"], error["message"]),
-                              kind=error.get("kind", "http"), status=error["status"])
-        return copy.deepcopy(answer)
-
-    @property
-    def paths(self):
-        return [path for _method, path, _params, _retries in self.requests]
+from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.canned_pve import GIB, CannedClient, load
 
 
 @pytest.fixture
@@ -343,3 +303,44 @@ def test_standalone_node_takes_quorum_from_ha_status():
     snap = collector.collect(CannedClient(answers))
     assert snap.cluster_name is None
     assert snap.quorate is True
+
+
+# -- re-reading, saved snapshots --------------------------------------------------------------------
+
+def test_refreshed_takes_placement_from_the_new_answer_and_keeps_what_it_lacks(pve9):
+    snap = collector.collect(pve9)
+    snap.nodes["pve1"].pressure = {"memory_some": 1.5}
+    snap.guests[101].local_disk_bytes = 7 * GIB
+    old_ha = dict(snap.guests[100].ha)
+    resources = load("pve9_cluster.json")["GET /cluster/resources"]
+    for item in resources:
+        if item.get("vmid") == 101:
+            item["node"] = "pve3"
+    fresh = collector.refreshed(snap, resources)
+    assert fresh.guests[101].node == "pve3" and fresh.guests[101].local_disk_bytes == 7 * GIB
+    assert fresh.nodes["pve1"].pressure == {"memory_some": 1.5}
+    assert fresh.guests[100].ha == dict(old_ha, state=fresh.guests[100].ha["state"])
+    assert fresh.nodes["pve2"].ha_maintenance is True          # HA status is not in /cluster/resources
+    assert fresh.ha_rules == snap.ha_rules and fresh.pve_version == snap.pve_version
+    assert snap.guests[101].node != "pve3"                      # the old snapshot is left alone
+
+
+def test_collect_for_reads_what_the_settings_need(pve9):
+    warnings = []
+    snap = collector.collect_for(pve9, BalanceSettings.from_params({"mode": "psi", "pressure_window": "day"}), warnings)
+    assert warnings == []
+    rrd = [r for r in pve9.requests if r[1].endswith("/rrddata")]
+    assert rrd and all(r[2]["timeframe"] == "day" for r in rrd)
+    assert all(g.local_disk_bytes is None for g in snap.guests.values())
+
+
+def test_load_snapshot_round_trips_and_names_the_option_on_bad_files(pve9, tmp_path):
+    path = tmp_path / "cluster.json"
+    snap = collector.collect(pve9)
+    path.write_text(snap.to_json())
+    assert collector.load_snapshot(str(path)).to_dict() == snap.to_dict()
+    with pytest.raises(ConfigError, match=r"^snapshot: cannot read .*missing.json"):
+        collector.load_snapshot(str(tmp_path / "missing.json"))
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match=r"^snapshot: .* is not a usable snapshot"):
+        collector.load_snapshot(str(path))

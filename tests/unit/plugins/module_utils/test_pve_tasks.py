@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.proxlb.balancer.plugins.module_utils import pve_tasks
+from ansible_collections.proxlb.balancer.plugins.module_utils.errors import PveApiError
 from ansible_collections.proxlb.balancer.plugins.module_utils.execution_options import ExecOptions
 from ansible_collections.proxlb.balancer.plugins.module_utils.pve_tasks import (
     migrate_params, parse_upid, poll_interval_s, precondition_problem, task_error)
@@ -77,3 +78,64 @@ def test_migrate_params_by_guest_kind_state_and_version():
     ct = move(200, "pve1", "pve2", kind="ct")
     assert migrate_params(ct, True, (9, 0, 3), options) == {"target": "pve2", "restart": 1, "timeout": 180}
     assert migrate_params(ct, False, (8, 4, 1), options) == {"target": "pve2"}
+
+
+def test_migrate_path_by_guest_type():
+    assert pve_tasks.migrate_path(move(100, "pve1", "pve2")) == "nodes/pve1/qemu/100/migrate"
+    assert pve_tasks.migrate_path(move(200, "pve3", "pve2", kind="ct")) == "nodes/pve3/lxc/200/migrate"
+
+
+def test_api_message_prefers_pves_reason_phrase():
+    assert pve_tasks.api_message(PveApiError("PVE API error: 500 VM is locked", status=500,
+                                             pve_message="VM is locked (backup)")) == "VM is locked (backup)"
+    assert pve_tasks.api_message(PveApiError(" connection refused ", kind="unreachable")) == "connection refused"
+
+
+class TaskLog:
+    """``GET .../tasks/{upid}/log`` over ``lines`` texts, paged like PVE; or failing."""
+
+    def __init__(self, lines, error=None):
+        self.lines = lines
+        self.error = error
+        self.reads = []
+
+    def get(self, path, start=0, limit=50):
+        self.reads.append((path, start, limit))
+        if self.error:
+            raise self.error
+        return [dict(n=i + 1, t=t) for i, t in enumerate(self.lines)][start:start + limit]
+
+
+def test_log_tail_reads_one_page_of_a_short_log_and_pages_to_the_end_of_a_long_one():
+    short = TaskLog(["starting migration", "ERROR: online migrate failure", "TASK ERROR: migration aborted"])
+    assert pve_tasks.task_log_tail(short, "pve1", "UPID:x") == short.lines
+    assert short.reads == [("nodes/pve1/tasks/UPID:x/log", 0, pve_tasks.LOG_TAIL_LINES)]
+    long_log = TaskLog(["line %d" % i for i in range(pve_tasks.LOG_TAIL_LINES * 2 + 7)])
+    tail = pve_tasks.task_log_tail(long_log, "pve1", "UPID:x")
+    assert tail == long_log.lines[-7:] and len(long_log.reads) == 3
+    unreadable = TaskLog([], error=PveApiError("403 Permission check failed", kind="permission", status=403))
+    assert pve_tasks.task_log_tail(unreadable, "pve1", "UPID:x") == []
+
+
+class TaskList:
+    def __init__(self, entries):
+        self.entries = entries
+        self.asked = []
+
+    def get(self, path, **params):
+        self.asked.append((path, params))
+        return self.entries
+
+
+def test_the_real_migration_is_the_oldest_one_started_after_the_ha_request():
+    ha = "UPID:pve1:00001000:00000000:66F0A100:hamigrate:100:balancer@pve!lb:"
+    entries = [dict(upid="UPID:pve1:2:0:66F0A190:qmigrate:100:root@pam:", type="qmigrate", starttime=0x66F0A190),
+               dict(upid="UPID:pve1:1:0:66F0A110:qmigrate:100:root@pam:", type="qmigrate", starttime=0x66F0A110),
+               dict(upid="UPID:pve1:0:0:66F0A000:qmigrate:100:root@pam:", type="qmigrate", starttime=0x66F0A000),
+               dict(upid=ha, type="hamigrate", starttime=0x66F0A100)]
+    client = TaskList(entries)
+    found = pve_tasks.started_migration_task(client, move(100, "pve1", "pve2"), 0x66F0A100, ha)
+    assert found["upid"] == "UPID:pve1:1:0:66F0A110:qmigrate:100:root@pam:"
+    wanted = dict(typefilter="qmigrate", vmid=100, source="all", limit=50, since=0x66F0A100)
+    assert client.asked == [("nodes/pve1/tasks", wanted)]
+    assert pve_tasks.started_migration_task(TaskList([]), move(200, "pve1", "pve2", kind="ct"), None, ha) is None

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 
@@ -15,30 +14,13 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.proxlb.balancer.plugins.modules import proxlb_cluster_info
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import PveApiError
+from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.canned_pve import CannedClient, load
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "..", "module_utils", "fixtures", "pve9_cluster.json")
 TOKEN = dict(api_host=["pve1"], api_token_id="proxlb", api_token_secret="5f0e6c1a-3b7d-4c2e-9a41-0d2b8e7f6a11")
 
 
-class Canned:
-    """Serves the recorded PVE 9 answers by path, counting like PveClient."""
-
-    def __init__(self):
-        with open(FIXTURE) as handle:
-            self.answers = json.load(handle)
-        self.calls = 0
-        self.version_info = self.answers["GET /version"]
-
-    def get(self, path, **params):
-        return self.request("GET", path, params)
-
-    def request(self, method, path, params=None, data=None, retries=None):
-        self.calls += 1
-        return copy.deepcopy(self.answers["%s %s" % (method, path)])
-
-
 def run_module(monkeypatch, capsys, connect=None, **args):
-    monkeypatch.setattr(proxlb_cluster_info, "connect", connect or (lambda module: Canned()))
+    monkeypatch.setattr(proxlb_cluster_info, "connect", connect or (lambda module: CannedClient(load("pve9_cluster.json"))))
     with patch_module_args(dict(TOKEN, **args)):
         with pytest.raises(SystemExit):
             proxlb_cluster_info.main()
