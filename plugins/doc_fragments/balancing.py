@@ -6,16 +6,18 @@ from __future__ import annotations
 
 
 class ModuleDocFragment(object):
-    # Balancing options shared by proxlb_plan, proxlb_rebalance, proxlb_best_node and proxlb_maintenance.
-    # Names follow ProxLB's YAML where they mean the same thing.
+    # Options of every module that plans moves or placements: proxlb_plan, proxlb_rebalance,
+    # proxlb_best_node and proxlb_maintenance. Names follow ProxLB's YAML where they mean the same thing.
     DOCUMENTATION = r"""
 options:
   method:
     description:
-      - Resource to balance.
-      - V(memory) balances memory, V(cpu) balances CPU in cores (a guest's CPU fraction times its vCPUs
-        against the node's threads), V(disk) balances node-local storage that holds guest volumes
-        (volume sizes are read with one extra request per local storage).
+      - Resource whose load decides where guests go.
+      - V(memory) is memory, V(cpu) is CPU in cores (a guest's CPU fraction times its vCPUs against the node's
+        threads), V(disk) is node-local storage that holds guest volumes (volume sizes are read with one extra
+        request per local storage).
+      - Balancing evens this load out across the nodes; a guest that has to move (maintenance, rules) goes to the
+        node where it is lowest among those the guest fits on. Memory always has to fit, whatever the method.
     type: str
     choices: [memory, cpu, disk]
     default: memory
@@ -24,31 +26,17 @@ options:
       - How a guest's share of the resource is counted.
       - V(used) counts what guests use now (PVE 9 C(memhost) for VM memory).
       - V(assigned) counts configured sizes of running guests (memory, vCPUs).
-      - V(psi) balances the nodes' pressure stall information (PVE 9 only; one extra request per node),
+      - V(psi) compares the nodes' pressure stall information (PVE 9 only; one extra request per node),
         estimating each node's pressure after a move from its measured pressure per unit of use.
-        Loads, O(balanciness) and thresholds are then in percent of time stalled.
+        Loads are then in percent of time stalled.
     type: str
     choices: [used, assigned, psi]
     default: used
-  balanciness:
-    description:
-      - Balancing starts when the spread between the most and the least loaded node (percentage points)
-        is larger than this.
-      - Once started, the plan aims for half of it, so that planning again right after a rebalance finds
-        nothing to do.
-    type: float
-    default: 10
-  memory_threshold:
-    description:
-      - Balance by memory only when the most loaded node is at or above this percentage.
-      - A gate on top of O(balanciness) (ProxLB treats thresholds as an alternative trigger).
-    type: float
-  cpu_threshold:
-    description: Like O(memory_threshold), for O(method=cpu).
-    type: float
-  disk_threshold:
-    description: Like O(memory_threshold), for O(method=disk).
-    type: float
+  pressure_window:
+    description: Time frame over which node pressure is averaged for O(mode=psi).
+    type: str
+    choices: [hour, day, week]
+    default: hour
   node_resource_reserve:
     description:
       - Capacity held back on nodes, as in ProxLB. Keys are node names or V(defaults); values are
@@ -62,12 +50,6 @@ options:
       - Running guests' vCPUs on a node may reach this many per host thread. A placement beyond it is never planned.
     type: float
     default: 4.0
-  max_moves:
-    description:
-      - Largest number of balancing migrations one plan may hold. Mandatory moves (maintenance drain,
-        rule repairs, relieving a node over capacity) are not limited.
-      - Unset means no limit.
-    type: int
   max_moves_per_node:
     description: Largest number of migrations into, and out of, one node in the same wave.
     type: int
@@ -90,15 +72,10 @@ options:
     type: list
     elements: str
     default: []
-  maintenance_nodes:
-    description:
-      - Nodes to empty. Every guest that may move leaves them (mandatory moves), and they never receive one.
-      - Nodes that PVE HA reports in maintenance mode are treated the same way.
-    type: list
-    elements: str
-    default: []
   include_stopped:
-    description: Also move stopped guests off maintenance nodes (offline migration).
+    description:
+      - Also move stopped guests (offline migration), for example off a node that is being emptied.
+      - If V(false), stopped guests stay where they are.
     type: bool
     default: true
   pools:
@@ -108,17 +85,6 @@ options:
         C(pin) (list of nodes) and C(strict) (default V(true); V(false) makes C(pin) a preference).
     type: dict
     default: {}
-  manage_ha_resources:
-    description:
-      - On PVE 9.2 and later with the CRS option C(ha-auto-rebalance) on, PVE balances HA resources
-        itself; they are left to PVE (their load still counts) unless this is V(true).
-    type: bool
-    default: false
-  pressure_window:
-    description: Time frame over which node pressure is averaged for O(mode=psi).
-    type: str
-    choices: [hour, day, week]
-    default: hour
 notes:
   - "Rules come from guest tags (case-insensitive): C(plb_affinity_<group>) and C(plb_include_<group>) keep guests
     on one node, C(plb_anti_affinity_<group>) and C(plb_exclude_<group>) on different nodes, C(plb_ignore*)
@@ -130,4 +96,49 @@ notes:
     the rest of the plan proceeds.
   - No planned state, including every state between waves, puts a node over its memory (after reserve)
     or over O(cpu_overcommit); a running guest only lands where it can grow to its configured memory.
+"""
+
+    # When balancing starts and how far it goes, and the nodes to empty on the way: proxlb_plan,
+    # proxlb_rebalance and proxlb_best_node (a drain by proxlb_maintenance does not balance).
+    BALANCE = r"""
+options:
+  balanciness:
+    description:
+      - Balancing starts when the spread between the most and the least loaded node (percentage points)
+        is larger than this.
+      - Once started, the plan aims for half of it, so that planning again right after a rebalance finds
+        nothing to do.
+      - With O(mode=psi), in percent of time stalled.
+    type: float
+    default: 10
+  memory_threshold:
+    description:
+      - Balance by memory only when the most loaded node is at or above this percentage.
+      - A gate on top of O(balanciness) (ProxLB treats thresholds as an alternative trigger).
+    type: float
+  cpu_threshold:
+    description: Like O(memory_threshold), for O(method=cpu).
+    type: float
+  disk_threshold:
+    description: Like O(memory_threshold), for O(method=disk).
+    type: float
+  max_moves:
+    description:
+      - Largest number of balancing migrations one plan may hold. Mandatory moves (maintenance drain,
+        rule repairs, relieving a node over capacity) are not limited.
+      - Unset means no limit.
+    type: int
+  maintenance_nodes:
+    description:
+      - Nodes to empty. Every guest that may move leaves them (mandatory moves), and they never receive one.
+      - Nodes that PVE HA reports in maintenance mode are treated the same way.
+    type: list
+    elements: str
+    default: []
+  manage_ha_resources:
+    description:
+      - On PVE 9.2 and later with the CRS option C(ha-auto-rebalance) on, PVE balances HA resources
+        itself; they are left to PVE (their load still counts) unless this is V(true).
+    type: bool
+    default: false
 """

@@ -107,6 +107,7 @@ extends_documentation_fragment:
   - proxlb.balancer.proxlb
   - proxlb.balancer.proxlb.actiongroup
   - proxlb.balancer.balancing
+  - proxlb.balancer.balancing.balance
   - proxlb.balancer.attributes
 notes:
   - Reading the cluster takes six API requests whatever its size; O(mode=psi) adds one per node and

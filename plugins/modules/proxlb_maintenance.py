@@ -49,7 +49,8 @@ options:
     description:
       - Names of the nodes to drain (O(state=drained)) or to make active again (O(state=active)).
       - Draining every node of the cluster is refused; so is a drain that leaves no node (online,
-        not in HA maintenance, not in O(ignore_nodes)) to take the guests.
+        not in HA maintenance, not in O(ignore_nodes)) to take the guests, and a node that is also in
+        O(ignore_nodes).
     type: list
     elements: str
     required: true
@@ -77,75 +78,6 @@ options:
     type: list
     elements: dict
     default: []
-  include_stopped:
-    description:
-      - Also move stopped guests off the drained nodes (offline migration).
-      - If V(false), stopped guests stay on the node and are listed in RV(staying).
-    type: bool
-    default: true
-  method:
-    description:
-      - Resource that decides which node takes a guest first (the least loaded node that fits).
-      - Memory always has to fit, whatever the method.
-    type: str
-    choices: [memory, cpu, disk]
-    default: memory
-  mode:
-    description:
-      - "How node loads are measured for O(method): V(used), V(assigned) (configured sizes) or
-        V(psi) (PVE 9 pressure stall information)."
-    type: str
-    choices: [used, assigned, psi]
-    default: used
-  pressure_window:
-    description: With O(mode=psi), the time frame the node pressure is averaged over.
-    type: str
-    choices: [hour, day, week]
-    default: hour
-  node_resource_reserve:
-    description:
-      - Capacity kept free on the nodes that take guests, as a mapping of node name (or
-        V(defaults) for every node) to C(memory) (GiB), C(cpu) (cores) and C(disk) (GiB).
-    type: dict
-    default: {}
-  cpu_overcommit:
-    description: How many vCPUs of running guests a node may carry per host thread.
-    type: float
-    default: 4.0
-  max_moves_per_node:
-    description:
-      - Largest number of migrations into and out of one node in the same wave.
-      - A drain sends every migration out of the drained node, so this is how many of its guests
-        move at the same time (together with O(parallel_migrations)).
-    type: int
-    default: 1
-  guest_types:
-    description:
-      - Kinds of guests that may be moved (V(vm), V(ct)). Guests of another kind on a drained node
-        are RV(blocking).
-    type: list
-    elements: str
-    choices: [vm, ct]
-    default: [vm, ct]
-  ignore_guests:
-    description:
-      - Guests never moved, by name or VMID; shell wildcards work. On a drained node they are RV(blocking).
-      - Guests tagged C(plb_ignore...) are never moved either.
-    type: list
-    elements: str
-    default: []
-  ignore_nodes:
-    description: Nodes that must not take any guest. They cannot be drained at the same time.
-    type: list
-    elements: str
-    default: []
-  pools:
-    description:
-      - Rules for the guests of PVE resource pools, as a mapping of pool name to C(type)
-        (V(affinity) or V(anti-affinity)), C(pin) (nodes they may run on) and C(strict)
-        (default V(true); V(false) makes C(pin) a preference).
-    type: dict
-    default: {}
   manage_ha_resources:
     description:
       - Move HA-managed guests also when PVE 9.2 or later balances HA resources itself (CRS
@@ -169,8 +101,11 @@ extends_documentation_fragment:
   - proxlb.balancer.proxlb
   - proxlb.balancer.execution
   - proxlb.balancer.proxlb.actiongroup
+  - proxlb.balancer.balancing
   - proxlb.balancer.attributes
 notes:
+  - "A drain sends every migration out of the drained nodes, so O(max_moves_per_node) is how many of
+    their guests move at the same time (together with O(parallel_migrations))."
   - "API requests: six to read the cluster; one migration check per planned move before the first
     migration; then what M(proxlb.balancer.proxlb_rebalance) needs per wave and per migration; one
     read of C(/cluster/resources) at the end to see what is left on the nodes."

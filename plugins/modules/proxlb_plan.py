@@ -42,6 +42,7 @@ extends_documentation_fragment:
   - proxlb.balancer.proxlb
   - proxlb.balancer.proxlb.actiongroup
   - proxlb.balancer.balancing
+  - proxlb.balancer.balancing.balance
   - proxlb.balancer.attributes
 seealso:
   - module: proxlb.balancer.proxlb_rebalance

@@ -69,6 +69,7 @@ extends_documentation_fragment:
   - proxlb.balancer.execution
   - proxlb.balancer.proxlb.actiongroup
   - proxlb.balancer.balancing
+  - proxlb.balancer.balancing.balance
   - proxlb.balancer.attributes
 notes:
   - "API requests: six to read the cluster; then per wave one read of C(/cluster/resources)

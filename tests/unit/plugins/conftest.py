@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) proxlb.balancer contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One HTTPS PVE simulator (tools/pvesim) for the whole session; each test file resets it to
-the scenario it needs."""
+"""One HTTPS PVE simulator (tools/pvesim) for the whole session; ``sim`` resets it to the demo
+cluster without faults for each test (a test file that needs another scenario has its own ``sim``)."""
 
 from __future__ import annotations
 
@@ -25,3 +25,11 @@ def pvesim(tmp_path_factory):
     sim.start()
     yield sim
     sim.stop()
+
+
+@pytest.fixture
+def sim(pvesim):
+    pvesim.reset(scenario="demo", speed=100.0)
+    pvesim.set_faults()
+    yield pvesim
+    pvesim.set_faults()

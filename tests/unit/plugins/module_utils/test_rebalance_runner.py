@@ -61,14 +61,6 @@ def test_replanning_spends_only_what_is_left_of_the_move_budget():
 
 # -- runs against the simulator ---------------------------------------------------------------
 
-@pytest.fixture
-def sim(pvesim):
-    pvesim.reset(scenario="demo", speed=100.0)
-    pvesim.set_faults()
-    yield pvesim
-    pvesim.set_faults()
-
-
 def request(sim, check_mode=False, **params):
     return Request(dict(defaults(proxlb_rebalance), **params), lambda: client_for(sim), check_mode=check_mode)
 

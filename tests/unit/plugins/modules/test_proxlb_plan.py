@@ -8,18 +8,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect
 from ansible_collections.proxlb.balancer.plugins.modules import proxlb_plan as module
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils import pvesim_client
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.pvesim_client import client_for, run_main, writes
-
-
-@pytest.fixture
-def sim(pvesim):
-    pvesim.reset(scenario="demo", speed=100.0)
-    yield pvesim
 
 
 def run_module(sim, monkeypatch, capsys, **args):

@@ -6,19 +6,9 @@ run and a second run, the failure payload, option errors before any request."""
 
 from __future__ import annotations
 
-import pytest
-
 from ansible_collections.proxlb.balancer.plugins.modules import proxlb_rebalance as module
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils import pvesim_client
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.pvesim_client import placements, writes
-
-
-@pytest.fixture
-def sim(pvesim):
-    pvesim.reset(scenario="demo", speed=100.0)
-    pvesim.set_faults()
-    yield pvesim
-    pvesim.set_faults()
 
 
 def run_module(sim, monkeypatch, capsys, **args):
