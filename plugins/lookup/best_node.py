@@ -102,6 +102,7 @@ options:
 extends_documentation_fragment:
   - proxlb.balancer.proxlb
   - proxlb.balancer.balancing
+  - proxlb.balancer.balancing.balance
 notes:
   - Lookups run on the controller while a template is rendered, not as a task on a host, so C(delegate_to),
     C(module_defaults) and check mode do not apply. Connection options come from keyword options, the
