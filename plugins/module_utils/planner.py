@@ -32,8 +32,9 @@ from dataclasses import dataclass, field, replace as dc_replace
 from typing import Dict, List, Optional
 
 from ansible_collections.proxlb.balancer.plugins.module_utils import metrics, rules, sequencer
-from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB, BalanceSettings, check_nodes_known
-from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Guest, version_tuple
+from ansible_collections.proxlb.balancer.plugins.module_utils.plan_state import PlanningState
+from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB, BalanceSettings
+from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Guest
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
 
 MARGIN_PER_GIB = 0.25          # pp^2 of objective a move must gain per GiB it moves
@@ -80,144 +81,6 @@ class Plan:
         return result
 
 
-class _Unit:
-    __slots__ = ("uid", "members", "label", "weight", "mem_need", "mem_use", "vcpus", "disk", "cost_gib",
-                 "allowed", "preferred", "anti", "fixed")
-
-    def __init__(self, uid, members, label):
-        self.uid = uid
-        self.members = members
-        self.label = label
-
-
-class _State:
-    """The model plus where every guest is and how anti-affinity groups are spread."""
-
-    def __init__(self, snapshot, settings, immovable=None, forbidden=None):
-        check_nodes_known(settings, snapshot.nodes)
-        if settings.mode == "psi" and version_tuple(snapshot.pve_version) < (9, 0, 0):
-            raise ConfigError("mode", "psi needs PVE 9 pressure data; this cluster runs PVE %s, use mode used or assigned"
-                              % snapshot.pve_version)
-        self.snapshot = snapshot
-        self.settings = settings
-        self.c = rules.build(snapshot, settings)
-        for vmid, reason in (immovable or {}).items():
-            if vmid in snapshot.guests:
-                self.c.immovable[vmid] = reason
-        self.m = metrics.Model(snapshot, settings)
-        self.idx = self.m.index
-        # {vmid: {node index: reason}}: targets PVE's own migration check refused for a guest.
-        self.forbidden = {vmid: {self.idx[n]: why for n, why in nodes.items() if n in self.idx}
-                          for vmid, nodes in (forbidden or {}).items() if vmid in snapshot.guests}
-        self.eligible = [self.idx[n] for n in self.c.eligible]
-        self.eligible_set = set(self.eligible)
-        self.loc = {vmid: self.idx.get(g.node) for vmid, g in snapshot.guests.items()}
-        self.group_of = {}
-        self.anti_count = []
-        for gi, group in enumerate(self.c.anti_groups):
-            counts = [0] * len(self.m.names)
-            for vmid in group.members:
-                self.group_of.setdefault(vmid, []).append(gi)
-                if self.loc[vmid] is not None:
-                    counts[self.loc[vmid]] += 1
-            self.anti_count.append(counts)
-        self.units = []
-        self.unit_of = {}
-        for uid, members in enumerate(self.c.units):
-            unit = _Unit(uid, members, self.c.unit_names.get(uid, ""))
-            guests = [snapshot.guests[v] for v in members]
-            unit.weight = sum(self.m.weights[v] for v in members)
-            unit.mem_use = sum(metrics.memory_use(g) for g in guests)
-            unit.cost_gib = sum(metrics.memory_use(g) + (g.local_disk_bytes or 0) for g in guests) / GIB
-            allowed = None
-            for v in members:
-                if v in self.c.allowed:
-                    allowed = set(self.c.allowed[v]) if allowed is None else allowed & self.c.allowed[v]
-            unit.allowed = None if allowed is None else {self.idx[n] for n in allowed if n in self.idx}
-            unit.preferred = {self.idx[n] for v in members for n in self.c.preferred.get(v, ()) if n in self.idx}
-            unit.fixed = {self.loc[v] for v in members if v in self.c.immovable}
-            self.units.append(unit)
-            for v in members:
-                self.unit_of[v] = unit
-        self.steps = []          # (vmid, from_idx, to_idx, reason, mandatory) in planning order
-        self.balance_moves = 0   # migrations spent on balancing, counted against max_moves
-
-    # -- facts about guests and units ---------------------------------------------------------
-    def guest(self, vmid):
-        return self.snapshot.guests[vmid]
-
-    def node_of(self, unit):
-        """The node a unit sits on, or None when its members are split."""
-        nodes = {self.loc[v] for v in unit.members}
-        return nodes.pop() if len(nodes) == 1 else None
-
-    def movable(self, unit):
-        return not unit.fixed
-
-    # -- placement checks ------------------------------------------------------------------
-    def can_place(self, vmids, b):
-        """Can these guests (moving together) go to node index b? Returns None or a reason."""
-        if b not in self.eligible_set:
-            return "not a target (offline, maintenance or ignored)"
-        moving = [v for v in vmids if self.loc[v] != b]
-        if not moving:
-            return None
-        unit = self.unit_of[moving[0]]
-        for v in moving if self.forbidden else ():
-            if b in self.forbidden.get(v, ()):
-                return self.forbidden[v][b]
-        if unit.allowed is not None and b not in unit.allowed:
-            return "not allowed by %s" % self.c.allowed_why.get(moving[0], "rules")
-        guests = [self.guest(v) for v in moving]
-        why = self.m.why_not_fit(b, sum(metrics.memory_need(g) for g in guests), sum(metrics.vcpus(g) for g in guests),
-                                 sum(g.local_disk_bytes or 0 for g in guests))
-        if why:
-            return why
-        arriving = {}
-        for v in moving:
-            for gi in self.group_of.get(v, ()):
-                arriving[gi] = arriving.get(gi, 0) + 1
-        for gi, count in arriving.items():
-            group = self.c.anti_groups[gi]
-            if self.anti_count[gi][b] + count > group.limit:
-                return "anti-affinity group %s already has %d guest(s) there" % (group.name, self.anti_count[gi][b])
-        return None
-
-    def apply(self, vmids, b, reason, mandatory):
-        for v in vmids:
-            a = self.loc[v]
-            if a == b:
-                continue
-            g = self.guest(v)
-            w = self.m.weights[v]
-            disk = g.local_disk_bytes or 0
-            if a is not None:
-                self.m.depart(a, w, metrics.memory_use(g), metrics.vcpus(g), disk)
-                for gi in self.group_of.get(v, ()):
-                    self.anti_count[gi][a] -= 1
-            self.m.arrive(b, w, metrics.memory_use(g), metrics.vcpus(g), disk)
-            for gi in self.group_of.get(v, ()):
-                self.anti_count[gi][b] += 1
-            self.loc[v] = b
-            self.steps.append((v, a, b, reason, mandatory))
-
-    def best_target(self, vmids, exclude=(), preferred=()):
-        """Least-loaded feasible node after placement; preferred nodes first. (node, reasons)"""
-        weight = sum(self.m.weights[v] for v in vmids if self.loc[v] is not None)
-        choice, reasons = None, {}
-        for b in self.eligible:
-            if b in exclude or all(self.loc[v] == b for v in vmids):
-                continue
-            why = self.can_place(vmids, b)
-            if why:
-                reasons[self.m.names[b]] = why
-                continue
-            key = (0 if b in preferred else 1, self.m.pct_after(b, weight), self.m.names[b])
-            if choice is None or key < choice[0]:
-                choice = (key, b)
-        return (choice[1] if choice else None), reasons
-
-
 def plan(snapshot, settings, immovable=None, balance=True, forbidden=None):
     """Compute a plan for ``snapshot`` under ``settings`` (pure). See the module docstring.
 
@@ -226,10 +89,10 @@ def plan(snapshot, settings, immovable=None, balance=True, forbidden=None):
     migration check refused them: storage, mapped devices, HA rules). ``balance=False`` plans only the mandatory moves (a
     node evacuation).
     """
-    state = _State(snapshot, settings, immovable, forbidden)
-    before = {name: state.m.pct(i) for i, name in enumerate(state.m.names)}
+    state = PlanningState(snapshot, settings, immovable, forbidden)
+    before = {name: state.model.pct(i) for i, name in enumerate(state.model.names)}
     before_fixed, movable_items = _bound_inputs(state)
-    bound = metrics.lower_bounds(state.m, state.eligible, before_fixed, movable_items)
+    bound = metrics.lower_bounds(state.model, state.eligible, before_fixed, movable_items)
     # Balancing can free the room a mandatory move lacked, and a mandatory move can unbalance:
     # repeat until a whole pass changes nothing, so that planning again on the result (which is
     # exactly such a pass) plans nothing.
@@ -250,17 +113,17 @@ def plan(snapshot, settings, immovable=None, balance=True, forbidden=None):
         if len(state.steps) == steps or stop_reason == "max_moves":
             break
     moves = _collapse(state)
-    seq = sequencer.sequence(_State(snapshot, settings, immovable, forbidden), moves, settings.max_moves_per_node)
+    seq = sequencer.sequence(PlanningState(snapshot, settings, immovable, forbidden), moves, settings.max_moves_per_node)
     return _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq)
 
 
 # -- mandatory moves -------------------------------------------------------------------------
 def _drain(state, failures):
-    maintenance = {state.idx[n] for n in state.c.maintenance if n in state.idx}
+    maintenance = {state.node_index[n] for n in state.constraints.maintenance if n in state.node_index}
     if not maintenance:
         return
-    units = [u for u in state.units if any(state.loc[v] in maintenance for v in u.members)]
-    units.sort(key=lambda u: (-u.mem_use, u.uid))
+    units = [u for u in state.units if any(state.location[v] in maintenance for v in u.members)]
+    units.sort(key=lambda u: (-u.mem_use_bytes, u.uid))
     for unit in units:
         if not state.movable(unit):
             continue
@@ -282,10 +145,10 @@ def _repair_affinity(state, failures):
         for b in candidates:
             why = state.can_place(unit.members, b)
             if why:
-                reasons[state.m.names[b]] = why
+                reasons[state.model.names[b]] = why
                 continue
-            cost = sum(metrics.memory_use(state.guest(v)) for v in unit.members if state.loc[v] != b)
-            key = (cost, state.m.pct(b), state.m.names[b])
+            cost = sum(metrics.memory_use(state.guest(v)) for v in unit.members if state.location[v] != b)
+            key = (cost, state.model.pct(b), state.model.names[b])
             if best is None or key < best[0]:
                 best = (key, b)
         if best is None:
@@ -299,7 +162,7 @@ def _repair_allowed(state, failures):
         here = state.node_of(unit)
         if here is None or unit.allowed is None or here in unit.allowed or not state.movable(unit):
             continue
-        why = state.c.allowed_why.get(unit.members[0], "rule:pin")
+        why = state.constraints.allowed_why.get(unit.members[0], "rule:pin")
         target, reasons = state.best_target(unit.members, preferred=unit.preferred)
         if target is None:
             failures.append(_failure(state, unit, why, reasons))
@@ -308,12 +171,12 @@ def _repair_allowed(state, failures):
 
 
 def _repair_anti_affinity(state, failures):
-    for gi, group in enumerate(state.c.anti_groups):
-        for a in range(len(state.m.names)):
-            excess = state.anti_count[gi][a] - group.limit
+    for gi, group in enumerate(state.constraints.anti_groups):
+        for a in range(len(state.model.names)):
+            excess = state.anti_counts[gi][a] - group.limit
             if excess <= 0:
                 continue
-            here = sorted((state.unit_of[v] for v in group.members if state.loc[v] == a), key=lambda u: (u.mem_use, u.uid))
+            here = sorted((state.unit_of[v] for v in group.members if state.location[v] == a), key=lambda u: (u.mem_use_bytes, u.uid))
             for unit in here:
                 if excess <= 0:
                     break
@@ -325,36 +188,36 @@ def _repair_anti_affinity(state, failures):
                 state.apply(unit.members, target, "rule:anti-affinity:%s" % group.name, True)
                 excess -= 1
             if excess > 0:
-                failures.append(dict(vmids=sorted(v for v in group.members if state.loc[v] == a), node=state.m.names[a],
+                failures.append(dict(vmids=sorted(v for v in group.members if state.location[v] == a), node=state.model.names[a],
                                      reason="rule:anti-affinity:%s" % group.name,
                                      detail="no node can take another member without breaking capacity or rules"))
 
 
 def _relieve_capacity(state, failures):
     for a in state.eligible:
-        if not state.m.over_capacity(a):
+        if not state.model.over_capacity(a):
             continue
-        units = [u for u in state.units if state.node_of(u) == a and state.movable(u) and u.mem_use > 0]
-        units.sort(key=lambda u: (-u.mem_use, u.uid))
+        units = [u for u in state.units if state.node_of(u) == a and state.movable(u) and u.mem_use_bytes > 0]
+        units.sort(key=lambda u: (-u.mem_use_bytes, u.uid))
         for unit in units:
-            if not state.m.over_capacity(a):
+            if not state.model.over_capacity(a):
                 break
             target, _reasons = state.best_target(unit.members, exclude={a}, preferred=unit.preferred)
             if target is not None:
                 state.apply(unit.members, target, "capacity", True)
-        if state.m.over_capacity(a):
-            failures.append(dict(vmids=[], node=state.m.names[a], reason="capacity",
+        if state.model.over_capacity(a):
+            failures.append(dict(vmids=[], node=state.model.names[a], reason="capacity",
                                  detail="memory stays over capacity: no guest on it can move anywhere it fits"))
 
 
 def _failure(state, unit, reason, reasons):
-    return dict(vmids=list(unit.members), node=state.m.names[state.loc[unit.members[0]]] if state.loc[unit.members[0]] is not None else None,
+    return dict(vmids=list(unit.members), node=state.model.names[state.location[unit.members[0]]] if state.location[unit.members[0]] is not None else None,
                 reason=reason, detail="; ".join("%s: %s" % (n, r) for n, r in sorted(reasons.items())) or "no eligible node")
 
 
 # -- balancing -------------------------------------------------------------------------------
 def _trigger(state):
-    pcts = [state.m.pct(i) for i in state.eligible]
+    pcts = [state.model.pct(i) for i in state.eligible]
     if len(pcts) < 2:
         return dict(triggered=False, reason="fewer_than_two_nodes", spread_pp=0.0, max_pct=max(pcts or [0.0]))
     spread = max(pcts) - min(pcts)
@@ -372,7 +235,7 @@ def _trigger(state):
 
 
 def _improve(state):
-    m = state.m
+    m = state.model
     settings = state.settings
     budget = settings.max_moves
     by_node = {i: [] for i in state.eligible}
@@ -411,7 +274,7 @@ def _improve(state):
 
 def _best_pair_move(state, entries, a, b, la, lb, best, cap_mean):
     """Best move of one unit from a to b, scanning units around the size that would even them."""
-    m = state.m
+    m = state.model
     if not entries or m.cap[a] <= 0 or m.cap[b] <= 0:
         return best
     ideal = (la - lb) / (100.0 / m.cap[a] + 100.0 / m.cap[b])
@@ -468,7 +331,7 @@ def _collapse(state):
         if a == b:
             continue
         g = state.guest(vmid)
-        moves.append(Move(vmid=vmid, name=g.name, kind=g.kind, type=g.type, source=state.m.names[a], target=state.m.names[b],
+        moves.append(Move(vmid=vmid, name=g.name, kind=g.kind, type=g.type, source=state.model.names[a], target=state.model.names[b],
                           reason=reason, mandatory=mandatory, mem_bytes=metrics.memory_use(g) or g.maxmem_bytes,
                           running=g.running))
     return moves
@@ -480,17 +343,17 @@ def _bound_inputs(state):
     A unit can only end on an allowed node whose memory, less what cannot leave it, holds the
     unit; a unit with one such node is fixed there, one with none stays where it is.
     """
-    m = state.m
+    m = state.model
     fixed = {i: m.load[i] for i in state.eligible}
     fixed_mem = {i: m.mem_need[i] for i in state.eligible}
     movable = []
     for unit in state.units:
-        homes = {state.loc[v] for v in unit.members}
+        homes = {state.location[v] for v in unit.members}
         if not state.movable(unit) or not homes <= set(fixed):
             continue
         for v in unit.members:
-            fixed[state.loc[v]] -= m.weights[v]
-            fixed_mem[state.loc[v]] -= metrics.memory_use(state.guest(v))
+            fixed[state.location[v]] -= m.weights[v]
+            fixed_mem[state.location[v]] -= metrics.memory_use(state.guest(v))
         movable.append((unit, state.node_of(unit)))
     items = []
     for unit, here in movable:
@@ -500,7 +363,7 @@ def _bound_inputs(state):
         if len(usable) == 1 or (not usable and here is not None):
             home = usable[0] if usable else here
             fixed[home] += unit.weight
-            fixed_mem[home] += unit.mem_use
+            fixed_mem[home] += unit.mem_use_bytes
         elif not usable:
             continue   # a split group with nowhere to gather: no bound from it
         else:
@@ -510,20 +373,20 @@ def _bound_inputs(state):
 
 def _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq):
     after_model = seq.after
-    after = {n: after_model.pct(after_model.index[n]) for n in state.c.eligible}
-    before_stats = metrics.stats([before[n] for n in state.c.eligible])
+    after = {n: after_model.pct(after_model.index[n]) for n in state.constraints.eligible}
+    before_stats = metrics.stats([before[n] for n in state.constraints.eligible])
     after_stats = metrics.stats(list(after.values()))
     moves = seq.moves
     nodes = {}
-    for name in state.m.names:
-        role = ("maintenance" if name in state.c.maintenance else "ignored" if name in state.c.ignored_nodes
+    for name in state.model.names:
+        role = ("maintenance" if name in state.constraints.maintenance else "ignored" if name in state.constraints.ignored_nodes
                 else "offline" if not snapshot.nodes[name].online else "balanced")
-        i = state.idx[name]
+        i = state.node_index[name]
         nodes[name] = dict(role=role, before_pct=round(before[name], 2), after_pct=round(after_model.pct(i), 2),
                            moves_in=sum(1 for mv in moves if mv.target == name),
                            moves_out=sum(1 for mv in moves if mv.source == name))
     left_alone = [dict(vmid=v, name=snapshot.guests[v].name, node=snapshot.guests[v].node, reason=r)
-                  for v, r in sorted(state.c.immovable.items())]
+                  for v, r in sorted(state.constraints.immovable.items())]
     for failure in failures:
         for v in failure["vmids"]:
             left_alone.append(dict(vmid=v, name=snapshot.guests[v].name, node=snapshot.guests[v].node, reason="no_fit",
@@ -540,7 +403,7 @@ def _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, fa
         mem_moved_bytes=sum(mv.mem_bytes for mv in moves),
         left_alone=left_alone, failures=failures,
         unsequenced=[mv.to_dict() for mv in seq.unsequenced],
-        rule_conflicts=state.c.conflicts, warnings=list(state.c.warnings) + list(seq.warnings),
+        rule_conflicts=state.constraints.conflicts, warnings=list(state.constraints.warnings) + list(seq.warnings),
     )
     result = Plan(moves=moves, waves=seq.waves, data=data)
     result.data["summary"] = summary(result)
@@ -574,20 +437,20 @@ def summary(plan_or_dict):
 # -- checks for the executor -------------------------------------------------------------------
 def validate_moves(snapshot, settings, moves):
     """Which of ``moves`` are no longer valid on a fresh ``snapshot``, applied in order? {vmid: reason}"""
-    state = _State(snapshot, settings)
+    state = PlanningState(snapshot, settings)
     invalid = {}
     for move in moves:
         guest = snapshot.guests.get(move.vmid)
         if guest is None:
             invalid[move.vmid] = "guest no longer exists"
             continue
-        if guest.node != move.source or state.loc.get(move.vmid) != state.idx.get(move.source):
+        if guest.node != move.source or state.location.get(move.vmid) != state.node_index.get(move.source):
             invalid[move.vmid] = "guest is on %s now, not %s" % (guest.node, move.source)
             continue
         if guest.lock:
             invalid[move.vmid] = "guest is locked (%s)" % guest.lock
             continue
-        target = state.idx.get(move.target)
+        target = state.node_index.get(move.target)
         if target is None:
             invalid[move.vmid] = "target node %s no longer exists" % move.target
             continue
@@ -774,12 +637,12 @@ def _place(snapshot, settings, request, count):
     """
     newcomers = [_newcomer(request, settings, number) for number in range(count)]
     snap = _with_guests(snapshot, newcomers)
-    state = _State(snap, settings)
+    state = PlanningState(snap, settings)
     storages = {(s.storage, s.node): s for s in snap.storages if s.storage == request.storage}
     stored = {}   # node (None for shared storage) -> bytes the newcomers placed so far put on request.storage
     placed, rankings = [], []
     for newcomer in newcomers:
-        rows = [_rank_row(state, newcomer, name, request, storages, stored) for name in state.m.names]
+        rows = [_rank_row(state, newcomer, name, request, storages, stored) for name in state.model.names]
         rows.sort(key=lambda r: (not r["fits"], not r["preferred"], r["load_after_pct"] if r["load_after_pct"] is not None else float("inf"), r["node"]))
         for position, row in enumerate(rows, 1):
             row["rank"] = position if row["fits"] else None
@@ -788,7 +651,7 @@ def _place(snapshot, settings, request, count):
         placed.append(choice)
         if choice is None:
             break
-        state.apply([newcomer.vmid], state.idx[choice], "new", True)
+        state.apply([newcomer.vmid], state.node_index[choice], "new", True)
         key = choice if request.storage_local else None
         stored[key] = stored.get(key, 0) + (request.disk_bytes or 0)
     return placed, rankings, state
@@ -812,10 +675,10 @@ def _with_guests(snapshot, newcomers):
 
 
 def _rank_row(state, newcomer, name, request, storages, stored):
-    i = state.idx[name]
-    weight = state.m.weights[newcomer.vmid]
-    after = state.m.pct_after(i, weight)
-    row = dict(node=name, fits=False, preferred=False, load_before_pct=round(state.m.pct(i), 2),
+    i = state.node_index[name]
+    weight = state.model.weights[newcomer.vmid]
+    after = state.model.pct_after(i, weight)
+    row = dict(node=name, fits=False, preferred=False, load_before_pct=round(state.model.pct(i), 2),
                load_after_pct=round(after, 2) if after != float("inf") else None, reasons=[])
     unit = state.unit_of[newcomer.vmid]
     if request.nodes is not None and name not in request.nodes:
@@ -825,9 +688,9 @@ def _rank_row(state, newcomer, name, request, storages, stored):
         storage_why = _storage_reason(storages.get((request.storage, name)), request, stored.get(name if request.storage_local else None, 0))
         if storage_why:
             row["reasons"].append(storage_why)
-    homes = {state.loc[v] for v in unit.members if v != newcomer.vmid and state.loc[v] is not None}
+    homes = {state.location[v] for v in unit.members if v != newcomer.vmid and state.location[v] is not None}
     if homes and homes != {i}:
-        row["reasons"].append("affinity: its group runs on %s" % ", ".join(sorted(state.m.names[h] for h in homes)))
+        row["reasons"].append("affinity: its group runs on %s" % ", ".join(sorted(state.model.names[h] for h in homes)))
     why = _not_a_target(state, name) or state.can_place([newcomer.vmid], i)
     # the node's local storage total says less than the storage's own free space, already given
     if why and not (storage_why and why.startswith("disk:")):
@@ -848,7 +711,7 @@ def _not_a_target(state, name):
         return "maintenance node (maintenance_nodes)"
     if node.ha_maintenance:
         return "node is in PVE HA maintenance mode"
-    if name in state.c.ignored_nodes:
+    if name in state.constraints.ignored_nodes:
         return "ignored node (ignore_nodes)"
     return None
 
@@ -868,9 +731,9 @@ def _storage_reason(storage, request, already_bytes):
 
 def _newcomer_warnings(state):
     """Rule warnings and conflicts that concern the new guests (negative vmids)."""
-    labels = [g.name for g in state.c.anti_groups if any(v < 0 for v in g.members)]
-    warnings = [c["message"] for c in state.c.conflicts if any(v < 0 for v in c["guests"])]
-    return warnings + [w for w in state.c.warnings if any(label in w for label in labels)]
+    labels = [g.name for g in state.constraints.anti_groups if any(v < 0 for v in g.members)]
+    warnings = [c["message"] for c in state.constraints.conflicts if any(v < 0 for v in c["guests"])]
+    return warnings + [w for w in state.constraints.warnings if any(label in w for label in labels)]
 
 
 def _no_fit_message(request, number, count, placed, rows):
@@ -890,25 +753,25 @@ def plan_placements(snapshot, settings, wanted, reason="return"):
     Used to bring guests back after maintenance. Larger guests are placed first; a guest that no
     longer fits, or may no longer run there, stays and is listed in ``failures``. Returns a Plan.
     """
-    state = _State(snapshot, settings)
-    before = {name: state.m.pct(i) for i, name in enumerate(state.m.names)}
+    state = PlanningState(snapshot, settings)
+    before = {name: state.model.pct(i) for i, name in enumerate(state.model.names)}
     failures = []
     order = sorted((v for v in wanted if v in snapshot.guests), key=lambda v: (-metrics.memory_use(snapshot.guests[v]), v))
     for vmid in order:
-        target = state.idx.get(wanted[vmid])
+        target = state.node_index.get(wanted[vmid])
         guest = snapshot.guests[vmid]
         if target is None:
             failures.append(dict(vmids=[vmid], node=guest.node, reason=reason, detail="node %s does not exist" % wanted[vmid]))
             continue
-        if state.loc[vmid] == target:
+        if state.location[vmid] == target:
             continue
-        why = state.c.immovable.get(vmid) or state.can_place([vmid], target)
+        why = state.constraints.immovable.get(vmid) or state.can_place([vmid], target)
         if why:
             failures.append(dict(vmids=[vmid], node=guest.node, reason=reason, detail="%s: %s" % (wanted[vmid], why)))
             continue
         state.apply([vmid], target, reason, True)
     trigger = dict(triggered=False, reason="placements")
     bound_fixed, items = _bound_inputs(state)
-    bound = metrics.lower_bounds(state.m, state.eligible, bound_fixed, items)
-    seq = sequencer.sequence(_State(snapshot, settings), _collapse(state), settings.max_moves_per_node)
+    bound = metrics.lower_bounds(state.model, state.eligible, bound_fixed, items)
+    seq = sequencer.sequence(PlanningState(snapshot, settings), _collapse(state), settings.max_moves_per_node)
     return _assemble(state, snapshot, settings, before, bound, trigger, "placements", failures, seq)

@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.proxlb.balancer.plugins.module_utils import metrics, planner, rules, sequencer
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
+from ansible_collections.proxlb.balancer.plugins.module_utils.plan_state import PlanningState
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import HaGroup, HaRule, Storage
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import (
@@ -330,7 +331,7 @@ def test_swap_that_needs_parking():
     snap = cluster(nodes, [guest(100, "pve1", 24, used=1.0), guest(101, "pve2", 24, used=1.0)])
     swap = [planner.Move(100, "g100", "vm", "qemu", "pve1", "pve2", "balance", False),
             planner.Move(101, "g101", "vm", "qemu", "pve2", "pve1", "balance", False)]
-    seq = sequencer.sequence(planner._State(snap, settings()), swap, 1)
+    seq = sequencer.sequence(PlanningState(snap, settings()), swap, 1)
     assert not seq.unsequenced
     assert [m.reason for m in seq.moves].count("parking") == 1
     where = {100: "pve1", 101: "pve2"}
@@ -345,7 +346,7 @@ def test_unorderable_moves_are_reported_not_dropped():
     snap = cluster(nodes, [guest(100, "pve1", 24, used=1.0), guest(101, "pve2", 24, used=1.0)])
     swap = [planner.Move(100, "g100", "vm", "qemu", "pve1", "pve2", "balance", False),
             planner.Move(101, "g101", "vm", "qemu", "pve2", "pve1", "balance", False)]
-    seq = sequencer.sequence(planner._State(snap, settings()), swap, 1)
+    seq = sequencer.sequence(PlanningState(snap, settings()), swap, 1)
     assert [m.vmid for m in seq.unsequenced] == [100, 101]
     assert seq.warnings
 
