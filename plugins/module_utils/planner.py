@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field, replace as dc_replace
 from typing import Dict, List, Optional
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import metrics, rules, sequencer
+from ansible_collections.proxlb.balancer.plugins.module_utils import mandatory, metrics, rules, sequencer
 from ansible_collections.proxlb.balancer.plugins.module_utils.plan_state import PlanningState
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB, BalanceSettings
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Guest
@@ -99,12 +99,7 @@ def plan(snapshot, settings, immovable=None, balance=True, forbidden=None):
     trigger, stop_reason = None, None
     for _round in range(MAX_ROUNDS):
         steps = len(state.steps)
-        failures = []
-        _drain(state, failures)
-        _repair_affinity(state, failures)
-        _repair_allowed(state, failures)
-        _repair_anti_affinity(state, failures)
-        _relieve_capacity(state, failures)
+        failures = mandatory.plan_mandatory_moves(state)
         round_trigger = _trigger(state) if balance else dict(triggered=False, reason="balancing_off")
         trigger = trigger or round_trigger
         stop_reason = round_trigger["reason"]
@@ -115,104 +110,6 @@ def plan(snapshot, settings, immovable=None, balance=True, forbidden=None):
     moves = _collapse(state)
     seq = sequencer.sequence(PlanningState(snapshot, settings, immovable, forbidden), moves, settings.max_moves_per_node)
     return _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq)
-
-
-# -- mandatory moves -------------------------------------------------------------------------
-def _drain(state, failures):
-    maintenance = {state.node_index[n] for n in state.constraints.maintenance if n in state.node_index}
-    if not maintenance:
-        return
-    units = [u for u in state.units if any(state.location[v] in maintenance for v in u.members)]
-    units.sort(key=lambda u: (-u.mem_use_bytes, u.uid))
-    for unit in units:
-        if not state.movable(unit):
-            continue
-        target, reasons = state.best_target(unit.members, exclude=maintenance, preferred=unit.preferred)
-        if target is None:
-            failures.append(_failure(state, unit, "maintenance", reasons))
-            continue
-        state.apply(unit.members, target, "maintenance", True)
-
-
-def _repair_affinity(state, failures):
-    for unit in state.units:
-        if len(unit.members) < 2 or state.node_of(unit) is not None:
-            continue
-        if len(unit.fixed) > 1:
-            continue   # members that cannot move sit on different nodes; reported by rules as a conflict
-        candidates = sorted(unit.fixed) if unit.fixed else state.eligible
-        best, reasons = None, {}
-        for b in candidates:
-            why = state.can_place(unit.members, b)
-            if why:
-                reasons[state.model.names[b]] = why
-                continue
-            cost = sum(metrics.memory_use(state.guest(v)) for v in unit.members if state.location[v] != b)
-            key = (cost, state.model.pct(b), state.model.names[b])
-            if best is None or key < best[0]:
-                best = (key, b)
-        if best is None:
-            failures.append(_failure(state, unit, "rule:affinity:%s" % unit.label, reasons))
-            continue
-        state.apply(unit.members, best[1], "rule:affinity:%s" % unit.label, True)
-
-
-def _repair_allowed(state, failures):
-    for unit in state.units:
-        here = state.node_of(unit)
-        if here is None or unit.allowed is None or here in unit.allowed or not state.movable(unit):
-            continue
-        why = state.constraints.allowed_why.get(unit.members[0], "rule:pin")
-        target, reasons = state.best_target(unit.members, preferred=unit.preferred)
-        if target is None:
-            failures.append(_failure(state, unit, why, reasons))
-            continue
-        state.apply(unit.members, target, why.split(", ")[0], True)
-
-
-def _repair_anti_affinity(state, failures):
-    for gi, group in enumerate(state.constraints.anti_groups):
-        for a in range(len(state.model.names)):
-            excess = state.anti_counts[gi][a] - group.limit
-            if excess <= 0:
-                continue
-            here = sorted((state.unit_of[v] for v in group.members if state.location[v] == a), key=lambda u: (u.mem_use_bytes, u.uid))
-            for unit in here:
-                if excess <= 0:
-                    break
-                if not state.movable(unit) or state.node_of(unit) != a:
-                    continue
-                target, reasons = state.best_target(unit.members, preferred=unit.preferred)
-                if target is None:
-                    continue
-                state.apply(unit.members, target, "rule:anti-affinity:%s" % group.name, True)
-                excess -= 1
-            if excess > 0:
-                failures.append(dict(vmids=sorted(v for v in group.members if state.location[v] == a), node=state.model.names[a],
-                                     reason="rule:anti-affinity:%s" % group.name,
-                                     detail="no node can take another member without breaking capacity or rules"))
-
-
-def _relieve_capacity(state, failures):
-    for a in state.eligible:
-        if not state.model.over_capacity(a):
-            continue
-        units = [u for u in state.units if state.node_of(u) == a and state.movable(u) and u.mem_use_bytes > 0]
-        units.sort(key=lambda u: (-u.mem_use_bytes, u.uid))
-        for unit in units:
-            if not state.model.over_capacity(a):
-                break
-            target, _reasons = state.best_target(unit.members, exclude={a}, preferred=unit.preferred)
-            if target is not None:
-                state.apply(unit.members, target, "capacity", True)
-        if state.model.over_capacity(a):
-            failures.append(dict(vmids=[], node=state.model.names[a], reason="capacity",
-                                 detail="memory stays over capacity: no guest on it can move anywhere it fits"))
-
-
-def _failure(state, unit, reason, reasons):
-    return dict(vmids=list(unit.members), node=state.model.names[state.location[unit.members[0]]] if state.location[unit.members[0]] is not None else None,
-                reason=reason, detail="; ".join("%s: %s" % (n, r) for n, r in sorted(reasons.items())) or "no eligible node")
 
 
 # -- balancing -------------------------------------------------------------------------------
