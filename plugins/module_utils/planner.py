@@ -26,22 +26,16 @@ per-migration overhead.
 
 from __future__ import annotations
 
-import bisect
 import re
 from dataclasses import dataclass, field, replace as dc_replace
 from typing import Dict, List, Optional
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import mandatory, metrics, rules, sequencer
+from ansible_collections.proxlb.balancer.plugins.module_utils import balancing, mandatory, metrics, rules, sequencer
 from ansible_collections.proxlb.balancer.plugins.module_utils.plan_state import PlanningState
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB, BalanceSettings
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Guest
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
 
-MARGIN_PER_GIB = 0.25          # pp^2 of objective a move must gain per GiB it moves
-MOVE_OVERHEAD_GIB = 24.0       # a migration's fixed cost (downtime blip, task, risk) in GiB-equivalents
-PREFERENCE_PENALTY_GIB = 8.0   # leaving a preferred node is as costly as moving this much more
-CANDIDATE_NODES = 6            # hottest x coldest nodes examined per improving step
-CANDIDATE_SCAN = 6             # units examined each side of the ideal size per node pair
 MAX_ROUNDS = 8                 # mandatory + balancing passes until nothing changes
 
 
@@ -100,118 +94,16 @@ def plan(snapshot, settings, immovable=None, balance=True, forbidden=None):
     for _round in range(MAX_ROUNDS):
         steps = len(state.steps)
         failures = mandatory.plan_mandatory_moves(state)
-        round_trigger = _trigger(state) if balance else dict(triggered=False, reason="balancing_off")
+        round_trigger = balancing.balance_trigger(state) if balance else dict(triggered=False, reason="balancing_off")
         trigger = trigger or round_trigger
         stop_reason = round_trigger["reason"]
         if round_trigger["triggered"]:
-            stop_reason = _improve(state)
+            stop_reason = balancing.improve_balance(state)
         if len(state.steps) == steps or stop_reason == "max_moves":
             break
     moves = _collapse(state)
     seq = sequencer.sequence(PlanningState(snapshot, settings, immovable, forbidden), moves, settings.max_moves_per_node)
     return _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq)
-
-
-# -- balancing -------------------------------------------------------------------------------
-def _trigger(state):
-    pcts = [state.model.pct(i) for i in state.eligible]
-    if len(pcts) < 2:
-        return dict(triggered=False, reason="fewer_than_two_nodes", spread_pp=0.0, max_pct=max(pcts or [0.0]))
-    spread = max(pcts) - min(pcts)
-    threshold = state.settings.threshold
-    result = dict(spread_pp=round(spread, 2), max_pct=round(max(pcts), 2), balanciness=state.settings.balanciness,
-                  threshold=threshold, triggered=False)
-    if spread <= state.settings.balanciness:
-        result["reason"] = "balanced"
-    elif threshold is not None and max(pcts) < threshold:
-        result["reason"] = "below_threshold"
-    else:
-        result["triggered"] = True
-        result["reason"] = "spread_above_balanciness"
-    return result
-
-
-def _improve(state):
-    m = state.model
-    settings = state.settings
-    budget = settings.max_moves
-    by_node = {i: [] for i in state.eligible}
-    for unit in state.units:
-        here = state.node_of(unit)
-        if here in by_node and state.movable(unit) and unit.weight > 0:
-            by_node[here].append((unit.weight, unit.uid))
-    for entries in by_node.values():
-        entries.sort()
-    k = min(CANDIDATE_NODES, len(state.eligible))
-    cap_mean = sum(m.cap[i] for i in state.eligible) / len(state.eligible)
-    while True:
-        order = sorted(state.eligible, key=lambda i: (m.pct(i), m.names[i]))
-        spread = m.pct(order[-1]) - m.pct(order[0])
-        if spread <= settings.target_spread:
-            return "target_reached"
-        best = None
-        for a in reversed(order[-k:]):
-            la = m.pct(a)
-            for b in order[:k]:
-                lb = m.pct(b)
-                if la - lb <= 1e-9:
-                    continue
-                best = _best_pair_move(state, by_node[a], a, b, la, lb, best, cap_mean)
-        if best is None:
-            return "no_gain"
-        _score, unit, b = best
-        if budget is not None and state.balance_moves + len(unit.members) > budget:
-            return "max_moves"
-        a = state.node_of(unit)
-        by_node[a].remove((unit.weight, unit.uid))
-        bisect.insort(by_node[b], (unit.weight, unit.uid))
-        state.apply(unit.members, b, "balance", False)
-        state.balance_moves += len(unit.members)
-
-
-def _best_pair_move(state, entries, a, b, la, lb, best, cap_mean):
-    """Best move of one unit from a to b, scanning units around the size that would even them."""
-    m = state.model
-    if not entries or m.cap[a] <= 0 or m.cap[b] <= 0:
-        return best
-    ideal = (la - lb) / (100.0 / m.cap[a] + 100.0 / m.cap[b])
-    pos = bisect.bisect_left(entries, (ideal, -1))
-    lo, hi = pos - 1, pos
-    examined = 0
-    while examined < 2 * CANDIDATE_SCAN and (lo >= 0 or hi < len(entries)):
-        if hi < len(entries) and (lo < 0 or entries[hi][0] - ideal <= ideal - entries[lo][0]):
-            weight, uid = entries[hi]
-            hi += 1
-        else:
-            weight, uid = entries[lo]
-            lo -= 1
-        unit = state.units[uid]
-        gain = _gain(m, a, b, weight, la, lb, cap_mean)
-        cost = unit.cost_gib + MOVE_OVERHEAD_GIB
-        if unit.preferred and a in unit.preferred and b not in unit.preferred:
-            cost += PREFERENCE_PENALTY_GIB
-        if gain < MARGIN_PER_GIB * cost:
-            examined += 1
-            continue
-        score = (gain / cost, -unit.uid)
-        if best is not None and score <= best[0]:
-            examined += 1
-            continue
-        if state.can_place(unit.members, b) is None:
-            best = (score, unit, b)
-        examined += 1
-    return best
-
-
-def _gain(m, a, b, weight, la, lb, cap_mean):
-    """Drop of the objective when ``weight`` moves from a to b (loads in percent).
-
-    C_a*(la^2 - (la-da)^2) + C_b*(lb^2 - (lb+db)^2) with C*d = 100*weight simplifies to
-    100*weight*(2*(la - lb) - da - db): positive exactly when the move narrows the gap.
-    """
-    da = weight * 100.0 / m.cap[a]
-    db = weight * 100.0 / m.cap[b]
-    return 100.0 * weight * (2.0 * (la - lb) - da - db) / cap_mean
 
 
 # -- results ---------------------------------------------------------------------------------
