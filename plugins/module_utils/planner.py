@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field, replace as dc_replace
 from typing import Dict, List, Optional
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import balancing, mandatory, metrics, rules, sequencer
+from ansible_collections.proxlb.balancer.plugins.module_utils import balancing, bounds, mandatory, metrics, rules, sequencer
 from ansible_collections.proxlb.balancer.plugins.module_utils.plan_state import PlanningState
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB, BalanceSettings
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Guest
@@ -85,8 +85,7 @@ def plan(snapshot, settings, immovable=None, balance=True, forbidden=None):
     """
     state = PlanningState(snapshot, settings, immovable, forbidden)
     before = {name: state.model.pct(i) for i, name in enumerate(state.model.names)}
-    before_fixed, movable_items = _bound_inputs(state)
-    bound = metrics.lower_bounds(state.model, state.eligible, before_fixed, movable_items)
+    bound = bounds.plan_lower_bound(state)
     # Balancing can free the room a mandatory move lacked, and a mandatory move can unbalance:
     # repeat until a whole pass changes nothing, so that planning again on the result (which is
     # exactly such a pass) plans nothing.
@@ -124,40 +123,6 @@ def _collapse(state):
                           reason=reason, mandatory=mandatory, mem_bytes=metrics.memory_use(g) or g.maxmem_bytes,
                           running=g.running))
     return moves
-
-
-def _bound_inputs(state):
-    """Load no plan can take off each node, and the units that may move with the nodes they could use.
-
-    A unit can only end on an allowed node whose memory, less what cannot leave it, holds the
-    unit; a unit with one such node is fixed there, one with none stays where it is.
-    """
-    m = state.model
-    fixed = {i: m.load[i] for i in state.eligible}
-    fixed_mem = {i: m.mem_need[i] for i in state.eligible}
-    movable = []
-    for unit in state.units:
-        homes = {state.location[v] for v in unit.members}
-        if not state.movable(unit) or not homes <= set(fixed):
-            continue
-        for v in unit.members:
-            fixed[state.location[v]] -= m.weights[v]
-            fixed_mem[state.location[v]] -= metrics.memory_use(state.guest(v))
-        movable.append((unit, state.node_of(unit)))
-    items = []
-    for unit, here in movable:
-        need = sum(metrics.memory_need(state.guest(v)) for v in unit.members)
-        allowed = state.eligible if unit.allowed is None else [i for i in state.eligible if i in unit.allowed]
-        usable = [i for i in allowed if i == here or fixed_mem[i] + need <= m.mem_cap[i]]
-        if len(usable) == 1 or (not usable and here is not None):
-            home = usable[0] if usable else here
-            fixed[home] += unit.weight
-            fixed_mem[home] += unit.mem_use_bytes
-        elif not usable:
-            continue   # a split group with nowhere to gather: no bound from it
-        else:
-            items.append((unit.weight, usable))
-    return fixed, items
 
 
 def _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq):
@@ -560,7 +525,6 @@ def plan_placements(snapshot, settings, wanted, reason="return"):
             continue
         state.apply([vmid], target, reason, True)
     trigger = dict(triggered=False, reason="placements")
-    bound_fixed, items = _bound_inputs(state)
-    bound = metrics.lower_bounds(state.model, state.eligible, bound_fixed, items)
+    bound = bounds.plan_lower_bound(state)
     seq = sequencer.sequence(PlanningState(snapshot, settings), _collapse(state), settings.max_moves_per_node)
     return _assemble(state, snapshot, settings, before, bound, trigger, "placements", failures, seq)
