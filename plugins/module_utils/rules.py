@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Dict, List, Set
+from typing import Dict, List, NamedTuple, Set
 
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import version_tuple
 
@@ -45,8 +45,16 @@ class Constraints:
     warnings: List[str] = field(default_factory=list)
 
 
-def _tag_rules(tags):
-    """Split a guest's tags into (affinity names, anti-affinity names, pins, ignored)."""
+class TagRules(NamedTuple):
+    """The ProxLB rule tags among a guest's tags, lower-cased."""
+    affinity: List[str]          # plb_affinity_* (and the older plb_include_*)
+    anti_affinity: List[str]     # plb_anti_affinity_* (and the older plb_exclude_*)
+    pins: List[str]              # node names of plb_pin_<node>
+    ignored: bool                # plb_ignore* (plb_ignore_vm included)
+
+
+def tag_rules(tags):
+    """The ProxLB rules a guest's tags carry; tags are matched case-insensitively."""
     affinity, anti, pins, ignored = [], [], [], False
     for raw in tags:
         tag = raw.strip().lower()
@@ -58,7 +66,7 @@ def _tag_rules(tags):
             affinity.append(tag)
         elif tag.startswith("plb_pin_"):
             pins.append(tag[len("plb_pin_"):])
-    return affinity, anti, pins, ignored
+    return TagRules(affinity, anti, pins, ignored)
 
 
 def _sid_to_vmid(sid):
@@ -126,7 +134,7 @@ def build(snapshot, settings):
     for vmid in sorted(snapshot.guests):
         guest = snapshot.guests[vmid]
         union.find(vmid)
-        aff, anti, pins, ignored = _tag_rules(guest.tags)
+        aff, anti, pins, ignored = tag_rules(guest.tags)
         name = (guest.name or "").lower()
         reason = None
         if ignored:

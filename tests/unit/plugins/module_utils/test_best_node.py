@@ -8,14 +8,14 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
-from ansible_collections.proxlb.balancer.plugins.module_utils.planner import BestNodeQuery, parse_size
+from ansible_collections.proxlb.balancer.plugins.module_utils.best_node_options import best_node_query, parse_size
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Storage
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import cluster, guest, node
 
 
 def ask(snapshot, **options):
-    return BestNodeQuery.from_options(options).answer(snapshot)
+    return best_node_query(options).answer(snapshot)
 
 
 def rows(result):
@@ -61,13 +61,13 @@ def test_bad_sizes_name_the_option_and_the_accepted_forms(value):
 ])
 def test_bad_options_fail_before_the_cluster_is_read(options, option):
     with pytest.raises(ConfigError) as err:
-        BestNodeQuery.from_options(options)
+        best_node_query(options)
     assert err.value.option == option
 
 
 def test_zero_cores_message():
     with pytest.raises(ConfigError, match=r"^cores: 0 is not allowed; give the number of vCPUs .*1 or more"):
-        BestNodeQuery.from_options(dict(memory="8G", cores=0))
+        best_node_query(dict(memory="8G", cores=0))
 
 
 def test_unknown_candidate_node_lists_the_cluster_nodes():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import metrics, planner, rules, sequencer
+from ansible_collections.proxlb.balancer.plugins.module_utils import metrics, placement, planner, rules, sequencer
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
 from ansible_collections.proxlb.balancer.plugins.module_utils.plan_state import PlanningState
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB
@@ -374,8 +374,8 @@ def test_best_node_accounts_size_rules_and_count():
     nodes = [node("pve1", 128), node("pve2", 16, base_gib=1), node("pve3", 128), node("pve4", 128)]
     guests = [guest(100, "pve1", 60), guest(101, "pve3", 40), guest(102, "pve4", 30, tags=["plb_anti_affinity_web"])]
     snap = cluster(nodes, guests)
-    request = planner.NewGuest(memory_bytes=32 * GIB, cores=4, tags=["plb_anti_affinity_web"])
-    chosen, ranking = planner.place_new_guests(snap, settings(), request, count=2)
+    request = placement.NewGuest(memory_bytes=32 * GIB, cores=4, tags=["plb_anti_affinity_web"])
+    chosen, ranking = placement.place_new_guests(snap, settings(), request, count=2)
     # pve2 is the emptiest but too small; pve4 holds an anti-affinity peer.
     assert chosen == ["pve3", "pve1"]
     rows = {r["node"]: r for r in ranking}
@@ -394,7 +394,7 @@ def test_return_placements_where_they_still_fit():
     guests = [guest(100, "pve1", 8), guest(101, "pve1", 24, used=1.0), guest(102, "pve2", 24, used=1.0)]
     snap = cluster(nodes, guests)
     wanted = {100: "pve3", 101: "pve3", 102: "pve2"}
-    result = planner.plan_placements(snap, settings(), wanted)
+    result = placement.plan_placements(snap, settings(), wanted)
     assert [(m.vmid, m.target) for m in result.moves] == [(101, "pve3")]
     assert result.data["failures"][0]["vmids"] == [100] and "memory" in result.data["failures"][0]["detail"]
 
