@@ -29,6 +29,8 @@ from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import GU
 
 @dataclass
 class NewGuest:
+    """A guest to be created, described by what placing it needs."""
+
     memory_bytes: int
     cores: float
     type: str = "qemu"                   # qemu | lxc
@@ -45,7 +47,6 @@ class NewGuest:
         if self.disk_bytes and self.storage:
             text += ", %.1f GiB disk on %s" % (self.disk_bytes / GIB, self.storage)
         return text
-
 
 
 @dataclass
@@ -88,6 +89,7 @@ class BestNodeQuery:
         return result
 
     def _checked_request(self, snapshot):
+        """The request checked against the cluster's nodes and storages, ``storage_local`` filled in."""
         request = self.request
         if request.nodes is not None:
             unknown = [n for n in request.nodes if n not in snapshot.nodes]
@@ -147,6 +149,7 @@ def _place(snapshot, settings, request, count):
 
 
 def _newcomer(request, settings, number):
+    """The new guest as a running guest with a negative vmid, as busy as it may get."""
     return Guest(vmid=-(number + 1), name=request.name or "new-guest-%d" % (number + 1), type=request.type, node="",
                  status="running", maxcpu=float(request.cores), cpu=1.0 if settings.mode == "used" else 0.0,
                  maxmem_bytes=int(request.memory_bytes), mem_bytes=int(request.memory_bytes), tags=list(request.tags),
@@ -164,6 +167,7 @@ def _with_guests(snapshot, newcomers):
 
 
 def _rank_row(state, newcomer, name, request, storages, stored):
+    """One ranking row: the node's load before and after, whether the newcomer fits, and why not."""
     i = state.node_index[name]
     weight = state.model.weights[newcomer.vmid]
     after = state.model.pct_after(i, weight)

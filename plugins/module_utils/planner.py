@@ -1,27 +1,23 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) proxlb.balancer contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Balancing plans: mandatory moves first, then moves that pay for themselves.
+"""Plans: mandatory moves first, then moves that pay for themselves, as one ``Plan``.
 
 ``plan(snapshot, settings)`` is a pure function: the same snapshot and settings give the same
-plan. It works on a model of the cluster (``metrics.Model``) and on the constraints of
-``rules.build``; every placement it considers is checked against capacity and rules in the
-state reached so far, so no intermediate state overfills a node or breaks a rule.
+plan. It builds a ``plan_state.PlanningState`` (the ``metrics.Model`` of the cluster and the
+``rules.build`` constraints) and repeats, until a whole pass changes nothing:
+1. the mandatory moves of ``mandatory`` (maintenance drain, rule repairs, capacity relief;
+   no move budget);
+2. if ``balancing.balance_trigger`` says the cluster is out of balance, the improving moves of
+   ``balancing.improve_balance``, within ``max_moves``.
+Every placement is checked against capacity and rules in the state reached so far, so no
+intermediate state overfills a node or breaks a rule. ``sequencer`` then orders the moves into
+waves, and the plan reports loads before and after, the ``bounds`` lower bound and the gap to
+it, what was left alone and why, failures, conflicts and warnings. ``summary`` renders it for
+people; ``validate_moves`` re-checks planned moves against a fresh snapshot before they run.
 
-Order of work:
-1. drain maintenance nodes (no move budget);
-2. repair rule violations: split affinity groups, guests outside their allowed nodes,
-   anti-affinity groups sharing a node;
-3. relieve nodes whose memory is over capacity;
-4. if the cluster is out of balance (spread above ``balanciness`` and, when set, the hottest
-   node above its threshold): improving moves until the spread is within half of
-   ``balanciness`` (hysteresis), no move pays for itself, or ``max_moves`` is reached.
-
-The objective is the capacity-weighted sum of squared node loads, sum(C_i/C_mean * L_i^2) with
-L_i in percent: its minimum has every node at the same percentage, also when nodes differ in
-size (an unweighted sum would push big nodes to higher percentages). A move pays for itself
-when it lowers the objective by at least ``MARGIN_PER_GIB`` for every GiB it moves plus a fixed
-per-migration overhead.
+New guests and returns after maintenance are placed by ``placement``, which gives the same
+``Plan``.
 """
 
 from __future__ import annotations
@@ -106,23 +102,25 @@ def plan(snapshot, settings, immovable=None, balance=True, forbidden=None):
 def final_moves(state):
     """One move per guest: from where it was to where it ends (chains A->B->C become A->C)."""
     first, last = {}, {}
-    for vmid, a, b, reason, mandatory in state.steps:
+    for vmid, source, target, reason, is_mandatory in state.steps:
         if vmid not in first:
-            first[vmid] = (a, reason, mandatory)
-        last[vmid] = b
+            first[vmid] = (source, reason, is_mandatory)
+        last[vmid] = target
     moves = []
-    for vmid, (a, reason, mandatory) in first.items():
-        b = last[vmid]
-        if a == b:
+    for vmid, (source, reason, is_mandatory) in first.items():
+        target = last[vmid]
+        if source == target:
             continue
         g = state.guest(vmid)
-        moves.append(Move(vmid=vmid, name=g.name, kind=g.kind, type=g.type, source=state.model.names[a], target=state.model.names[b],
-                          reason=reason, mandatory=mandatory, mem_bytes=metrics.memory_use(g) or g.maxmem_bytes,
-                          running=g.running))
+        moves.append(Move(vmid=vmid, name=g.name, kind=g.kind, type=g.type, source=state.model.names[source],
+                          target=state.model.names[target], reason=reason, mandatory=is_mandatory,
+                          mem_bytes=metrics.memory_use(g) or g.maxmem_bytes, running=g.running))
     return moves
 
 
 def assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq):
+    """The ``Plan`` of a planning run: ``state`` after planning, ``before`` {node: load pct} at the
+    start, the lower ``bound``, why balancing ran and stopped, the failures and the sequence."""
     after_model = seq.after
     after = {n: after_model.pct(after_model.index[n]) for n in state.constraints.eligible}
     before_stats = metrics.stats([before[n] for n in state.constraints.eligible])
