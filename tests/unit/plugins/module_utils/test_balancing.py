@@ -157,4 +157,3 @@ def test_move_cost_counts_memory_local_disk_overhead_and_leaving_a_preferred_nod
     assert balancing.move_cost_gib(unit, pve1, pve2) == pytest.approx(plain)
     assert balancing.move_cost_gib(unit, pve1, pve3) == pytest.approx(plain + balancing.PREFERENCE_PENALTY_GIB)
     assert balancing.move_cost_gib(unit, pve3, pve1) == pytest.approx(plain)
-

@@ -199,4 +199,3 @@ def test_the_largest_guests_leave_first_while_there_is_most_room():
     state = PlanningState(cluster(nodes, [guest(100, "pve1", 4), guest(101, "pve1", 20)]), settings(maintenance_nodes=["pve1"]))
     assert mandatory.plan_mandatory_moves(state) == []
     assert [(vmid, state.model.names[target]) for vmid, _source, target, _r, _m in state.steps] == [(101, "pve2"), (100, "pve3")]
-

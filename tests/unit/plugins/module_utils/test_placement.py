@@ -257,4 +257,3 @@ def test_the_request_is_echoed_in_bytes():
     assert result["request"] == dict(memory_bytes=GIB, cores=2, type="ct", disk_bytes=0, storage=None, storage_local=False,
                                      tags=["web"], pool=None, nodes=None, count=2)
     assert result["changed"] is False and result["api_calls"] == 0
-

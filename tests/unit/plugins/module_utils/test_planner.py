@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import json
-
 from ansible_collections.proxlb.balancer.plugins.module_utils import planner
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import (
@@ -85,4 +83,3 @@ def test_summary_shows_loads_moves_and_warnings():
 def test_summary_of_an_empty_plan_says_why():
     snap = cluster([node("pve1"), node("pve2")], [guest(100, "pve1", 8), guest(101, "pve2", 8)])
     assert planner.summary(planner.plan(snap, settings())).splitlines()[-1] == "no moves: balanced"
-

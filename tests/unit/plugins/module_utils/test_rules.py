@@ -224,4 +224,3 @@ def test_anti_affinity_group_larger_than_the_usable_nodes_gets_a_limit():
     assert constraints.anti_groups[0].limit == 3
     assert constraints.warnings == ["anti-affinity group plb_anti_affinity_web has 7 guests but only 3 usable nodes: "
                                     "spread evenly, at most 3 per node"]
-

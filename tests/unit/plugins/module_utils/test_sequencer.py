@@ -48,7 +48,7 @@ def test_at_most_limit_migrations_out_of_a_node_per_wave(limit, waves):
     snap = cluster([node("pve1", 128), node("pve2", 128)], [guest(100 + i, "pve1", 4) for i in range(3)])
     seq = sequencer.sequence(PlanningState(snap, settings()), [move(100 + i, "pve1", "pve2") for i in range(3)], limit)
     assert [[m.vmid for m in wave] for wave in seq.waves] == waves
-    assert [m.wave for m in seq.moves] == [number for number, wave in enumerate(waves, 1) for _ in wave]
+    assert [m.wave for m in seq.moves] == [number for number, wave in enumerate(waves, 1) for _vmid in wave]
 
 
 @pytest.mark.parametrize("limit, waves", [(1, [[100], [101]]), (2, [[100, 101]])])
@@ -79,4 +79,3 @@ def test_the_model_after_the_waves_is_where_the_guests_end():
     seq = sequencer.sequence(PlanningState(snap, settings()), [move(100, "pve1", "pve2")], 1)
     assert seq.after.load[seq.after.index["pve1"]] == pytest.approx(2 * GIB)
     assert seq.after.load[seq.after.index["pve2"]] == pytest.approx(10 * GIB)
-
