@@ -40,6 +40,7 @@ def module_util(name):
 _link_collection()
 collector = module_util("collector")
 metrics = module_util("metrics")
+placement = module_util("placement")
 planner = module_util("planner")
 pve_api = module_util("pve_api")
 rules = module_util("rules")

@@ -25,7 +25,7 @@ import time
 import after
 import execute
 import greedy
-from proxlb_import import REPO, collector, planner, pve_api, pvesim, settings as settings_mod
+from proxlb_import import REPO, collector, placement, planner, pve_api, pvesim, settings as settings_mod
 
 GIB = 1024 ** 3
 DEFAULT_SIZES = "3x15,5x40,8x120,16x460,32x2000,64x6000"
@@ -160,10 +160,10 @@ def _chain(first, then):
 
 def best_node_timing(row, settings, repeats):
     snap = row["snapshot"]
-    request = planner.NewGuest(**NEW_GUEST)
+    request = placement.NewGuest(**NEW_GUEST)
     results = []
     for count in BEST_NODE_COUNTS:
-        seconds, runs = best_of(repeats, planner.place_new_guests, snap, settings, request, count=count)
+        seconds, runs = best_of(repeats, placement.place_new_guests, snap, settings, request, count=count)
         placed = runs[0][0]
         results.append({"cluster": row["cluster"], "count": count, "seconds": seconds, "per_answer": seconds / count,
                         "placed": sum(1 for p in placed if p is not None), "nodes_used": len({p for p in placed if p})})

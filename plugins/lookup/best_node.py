@@ -158,7 +158,10 @@ from ansible.plugins.lookup import LookupBase
 from ansible.errors import AnsibleLookupError
 from ansible.utils.display import Display
 
-from ansible_collections.proxlb.balancer.plugins.plugin_utils.best_node import best_nodes
+from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import connect
+from ansible_collections.proxlb.balancer.plugins.module_utils.collector import load_snapshot
+from ansible_collections.proxlb.balancer.plugins.module_utils.best_node_options import OptionAdapter, choose
+from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ProxLBError
 
 display = Display()
 
@@ -173,4 +176,11 @@ class LookupModule(LookupBase):
         names = {source["name"] for definition in self.option_definitions.values() for source in definition.get("vars") or []}
         var_options = {name: self._templar.template(value) for name, value in (variables or {}).items() if name in names}
         self.set_options(var_options=var_options, direct=kwargs)
-        return best_nodes(self, display)
+        # The collection's errors become lookup errors here, with the module's messages.
+        try:
+            result, failed = choose(OptionAdapter.from_plugin(self, display), connect, load_snapshot)
+        except ProxLBError as err:
+            raise AnsibleLookupError(str(err))
+        if failed:
+            raise AnsibleLookupError(result["msg"])
+        return result["nodes"]

@@ -10,7 +10,7 @@ drain that cannot fit, or that guests stand in the way of, fails before anything
 
 from __future__ import annotations
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import executor, planner, rules, run_report
+from ansible_collections.proxlb.balancer.plugins.module_utils import executor, placement, planner, rules, run_report
 from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect_for, refreshed
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, ProxLBError, PveApiError, RunFailed
 from ansible_collections.proxlb.balancer.plugins.module_utils.execution_options import ExecOptions
@@ -364,7 +364,7 @@ def activate(client, snapshot, params, check_mode, diff, warnings):
 
     def make_plan(refused, forbidden):
         skip = staying_put(refused, forbidden)
-        return planner.plan_placements(snapshot, settings, {v: n for v, n in wanted.items() if v not in skip}, reason="return")
+        return placement.plan_placements(snapshot, settings, {v: n for v, n in wanted.items() if v not in skip}, reason="return")
 
     todo, refused, forbidden = checked_plan(client, snapshot, make_plan, options.with_local_disks)
     refused = staying_put(refused, forbidden)
@@ -378,7 +378,7 @@ def activate(client, snapshot, params, check_mode, diff, warnings):
 
     def replan(fresh, immovable):
         skip = set(refused) | set(immovable)
-        return planner.plan_placements(fresh, settings, {v: n for v, n in wanted.items() if v not in skip}, reason="return")
+        return placement.plan_placements(fresh, settings, {v: n for v, n in wanted.items() if v not in skip}, reason="return")
 
     report = carry_out(client, snapshot, settings, options, todo, replan, check_mode)
     changed = bool(report.outcomes) if check_mode else report.changed

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) proxlb.balancer contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Node loads, capacity and fit: all the metric maths of the collection lives here.
+"""Node loads, capacity and fit: all the metric maths of the collection lives here (the lower
+bounds on what a plan can reach, built on it, are in ``bounds``).
 
 One unit per resource: memory in bytes, CPU in cores (a guest's ``cpu`` fraction times its
 vCPUs, a node's fraction times its threads), disk in bytes of node-local storage. A node's
@@ -204,46 +205,4 @@ def stats(values):
         max_pct=round(max(values), 2),
         min_pct=round(min(values), 2),
         mean_pct=round(mean, 2),
-    )
-
-
-def lower_bounds(model, nodes, fixed_load, movable_items):
-    """Lower bounds on the best achievable max load and spread over ``nodes`` (indices).
-
-    fixed_load: index -> load that cannot leave the node (host overhead, immovable guests).
-    movable_items: list of (weight, [node indices it could end on]) for units that may move.
-    Returns dict(max_pct, spread_pp, average_pct, binding) where ``binding`` names the bound
-    that decides (average, largest_item, fixed_load).
-    """
-    if not nodes:
-        return dict(max_pct=0.0, spread_pp=0.0, average_pct=0.0, binding="average")
-    total_cap = sum(model.cap[i] for i in nodes)
-    total_load = sum(model.load[i] for i in nodes)
-    average = total_load * 100.0 / total_cap if total_cap > 0 else 0.0
-    candidates = [("average", average)]
-    fixed = max((fixed_load.get(i, 0.0) * 100.0 / model.cap[i] for i in nodes if model.cap[i] > 0), default=0.0)
-    candidates.append(("fixed_load", fixed))
-    item = 0.0
-    for weight, allowed in movable_items:
-        # Wherever the unit ends, that node carries its fixed load plus the unit.
-        landing = [(fixed_load.get(i, 0.0) + weight) * 100.0 / model.cap[i] for i in allowed if model.cap[i] > 0]
-        if landing:
-            item = max(item, min(landing))
-    candidates.append(("largest_item", item))
-    binding, best = max(candidates, key=lambda c: c[1])
-    # The least loaded node carries at most the average; and when node k cannot go below
-    # fixed_k, the others share what is left, so the minimum is at most their average.
-    spread = best - average
-    for k in nodes:
-        rest_cap = total_cap - model.cap[k]
-        if model.cap[k] <= 0 or rest_cap <= 0:
-            continue
-        floor_k = fixed_load.get(k, 0.0) * 100.0 / model.cap[k]
-        rest_average = (total_load * 100.0 - floor_k * model.cap[k]) / rest_cap
-        spread = max(spread, floor_k - rest_average)
-    return dict(
-        max_pct=round(best, 2),
-        spread_pp=round(max(0.0, spread), 2),
-        average_pct=round(average, 2),
-        binding=binding,
     )

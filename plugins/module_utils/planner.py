@@ -1,46 +1,34 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) proxlb.balancer contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Balancing plans: mandatory moves first, then moves that pay for themselves.
+"""Plans: mandatory moves first, then moves that pay for themselves, as one ``Plan``.
 
 ``plan(snapshot, settings)`` is a pure function: the same snapshot and settings give the same
-plan. It works on a model of the cluster (``metrics.Model``) and on the constraints of
-``rules.build``; every placement it considers is checked against capacity and rules in the
-state reached so far, so no intermediate state overfills a node or breaks a rule.
+plan. It builds a ``plan_state.PlanningState`` (the ``metrics.Model`` of the cluster and the
+``rules.build`` constraints) and repeats, until a whole pass changes nothing:
+1. the mandatory moves of ``mandatory`` (maintenance drain, rule repairs, capacity relief;
+   no move budget);
+2. if ``balancing.balance_trigger`` says the cluster is out of balance, the improving moves of
+   ``balancing.improve_balance``, within ``max_moves``.
+Every placement is checked against capacity and rules in the state reached so far, so no
+intermediate state overfills a node or breaks a rule. ``sequencer`` then orders the moves into
+waves, and the plan reports loads before and after, the ``bounds`` lower bound and the gap to
+it, what was left alone and why, failures, conflicts and warnings. ``summary`` renders it for
+people; ``validate_moves`` re-checks planned moves against a fresh snapshot before they run.
 
-Order of work:
-1. drain maintenance nodes (no move budget);
-2. repair rule violations: split affinity groups, guests outside their allowed nodes,
-   anti-affinity groups sharing a node;
-3. relieve nodes whose memory is over capacity;
-4. if the cluster is out of balance (spread above ``balanciness`` and, when set, the hottest
-   node above its threshold): improving moves until the spread is within half of
-   ``balanciness`` (hysteresis), no move pays for itself, or ``max_moves`` is reached.
-
-The objective is the capacity-weighted sum of squared node loads, sum(C_i/C_mean * L_i^2) with
-L_i in percent: its minimum has every node at the same percentage, also when nodes differ in
-size (an unweighted sum would push big nodes to higher percentages). A move pays for itself
-when it lowers the objective by at least ``MARGIN_PER_GIB`` for every GiB it moves plus a fixed
-per-migration overhead.
+New guests and returns after maintenance are placed by ``placement``, which gives the same
+``Plan``.
 """
 
 from __future__ import annotations
 
-import bisect
-import re
-from dataclasses import dataclass, field, replace as dc_replace
-from typing import Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Dict, List
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import metrics, rules, sequencer
-from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB, BalanceSettings, check_nodes_known
-from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Guest, version_tuple
-from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
+from ansible_collections.proxlb.balancer.plugins.module_utils import balancing, bounds, mandatory, metrics, sequencer
+from ansible_collections.proxlb.balancer.plugins.module_utils.plan_state import PlanningState
+from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB
 
-MARGIN_PER_GIB = 0.25          # pp^2 of objective a move must gain per GiB it moves
-MOVE_OVERHEAD_GIB = 24.0       # a migration's fixed cost (downtime blip, task, risk) in GiB-equivalents
-PREFERENCE_PENALTY_GIB = 8.0   # leaving a preferred node is as costly as moving this much more
-CANDIDATE_NODES = 6            # hottest x coldest nodes examined per improving step
-CANDIDATE_SCAN = 6             # units examined each side of the ideal size per node pair
 MAX_ROUNDS = 8                 # mandatory + balancing passes until nothing changes
 
 
@@ -80,144 +68,6 @@ class Plan:
         return result
 
 
-class _Unit:
-    __slots__ = ("uid", "members", "label", "weight", "mem_need", "mem_use", "vcpus", "disk", "cost_gib",
-                 "allowed", "preferred", "anti", "fixed")
-
-    def __init__(self, uid, members, label):
-        self.uid = uid
-        self.members = members
-        self.label = label
-
-
-class _State:
-    """The model plus where every guest is and how anti-affinity groups are spread."""
-
-    def __init__(self, snapshot, settings, immovable=None, forbidden=None):
-        check_nodes_known(settings, snapshot.nodes)
-        if settings.mode == "psi" and version_tuple(snapshot.pve_version) < (9, 0, 0):
-            raise ConfigError("mode", "psi needs PVE 9 pressure data; this cluster runs PVE %s, use mode used or assigned"
-                              % snapshot.pve_version)
-        self.snapshot = snapshot
-        self.settings = settings
-        self.c = rules.build(snapshot, settings)
-        for vmid, reason in (immovable or {}).items():
-            if vmid in snapshot.guests:
-                self.c.immovable[vmid] = reason
-        self.m = metrics.Model(snapshot, settings)
-        self.idx = self.m.index
-        # {vmid: {node index: reason}}: targets PVE's own migration check refused for a guest.
-        self.forbidden = {vmid: {self.idx[n]: why for n, why in nodes.items() if n in self.idx}
-                          for vmid, nodes in (forbidden or {}).items() if vmid in snapshot.guests}
-        self.eligible = [self.idx[n] for n in self.c.eligible]
-        self.eligible_set = set(self.eligible)
-        self.loc = {vmid: self.idx.get(g.node) for vmid, g in snapshot.guests.items()}
-        self.group_of = {}
-        self.anti_count = []
-        for gi, group in enumerate(self.c.anti_groups):
-            counts = [0] * len(self.m.names)
-            for vmid in group.members:
-                self.group_of.setdefault(vmid, []).append(gi)
-                if self.loc[vmid] is not None:
-                    counts[self.loc[vmid]] += 1
-            self.anti_count.append(counts)
-        self.units = []
-        self.unit_of = {}
-        for uid, members in enumerate(self.c.units):
-            unit = _Unit(uid, members, self.c.unit_names.get(uid, ""))
-            guests = [snapshot.guests[v] for v in members]
-            unit.weight = sum(self.m.weights[v] for v in members)
-            unit.mem_use = sum(metrics.memory_use(g) for g in guests)
-            unit.cost_gib = sum(metrics.memory_use(g) + (g.local_disk_bytes or 0) for g in guests) / GIB
-            allowed = None
-            for v in members:
-                if v in self.c.allowed:
-                    allowed = set(self.c.allowed[v]) if allowed is None else allowed & self.c.allowed[v]
-            unit.allowed = None if allowed is None else {self.idx[n] for n in allowed if n in self.idx}
-            unit.preferred = {self.idx[n] for v in members for n in self.c.preferred.get(v, ()) if n in self.idx}
-            unit.fixed = {self.loc[v] for v in members if v in self.c.immovable}
-            self.units.append(unit)
-            for v in members:
-                self.unit_of[v] = unit
-        self.steps = []          # (vmid, from_idx, to_idx, reason, mandatory) in planning order
-        self.balance_moves = 0   # migrations spent on balancing, counted against max_moves
-
-    # -- facts about guests and units ---------------------------------------------------------
-    def guest(self, vmid):
-        return self.snapshot.guests[vmid]
-
-    def node_of(self, unit):
-        """The node a unit sits on, or None when its members are split."""
-        nodes = {self.loc[v] for v in unit.members}
-        return nodes.pop() if len(nodes) == 1 else None
-
-    def movable(self, unit):
-        return not unit.fixed
-
-    # -- placement checks ------------------------------------------------------------------
-    def can_place(self, vmids, b):
-        """Can these guests (moving together) go to node index b? Returns None or a reason."""
-        if b not in self.eligible_set:
-            return "not a target (offline, maintenance or ignored)"
-        moving = [v for v in vmids if self.loc[v] != b]
-        if not moving:
-            return None
-        unit = self.unit_of[moving[0]]
-        for v in moving if self.forbidden else ():
-            if b in self.forbidden.get(v, ()):
-                return self.forbidden[v][b]
-        if unit.allowed is not None and b not in unit.allowed:
-            return "not allowed by %s" % self.c.allowed_why.get(moving[0], "rules")
-        guests = [self.guest(v) for v in moving]
-        why = self.m.why_not_fit(b, sum(metrics.memory_need(g) for g in guests), sum(metrics.vcpus(g) for g in guests),
-                                 sum(g.local_disk_bytes or 0 for g in guests))
-        if why:
-            return why
-        arriving = {}
-        for v in moving:
-            for gi in self.group_of.get(v, ()):
-                arriving[gi] = arriving.get(gi, 0) + 1
-        for gi, count in arriving.items():
-            group = self.c.anti_groups[gi]
-            if self.anti_count[gi][b] + count > group.limit:
-                return "anti-affinity group %s already has %d guest(s) there" % (group.name, self.anti_count[gi][b])
-        return None
-
-    def apply(self, vmids, b, reason, mandatory):
-        for v in vmids:
-            a = self.loc[v]
-            if a == b:
-                continue
-            g = self.guest(v)
-            w = self.m.weights[v]
-            disk = g.local_disk_bytes or 0
-            if a is not None:
-                self.m.depart(a, w, metrics.memory_use(g), metrics.vcpus(g), disk)
-                for gi in self.group_of.get(v, ()):
-                    self.anti_count[gi][a] -= 1
-            self.m.arrive(b, w, metrics.memory_use(g), metrics.vcpus(g), disk)
-            for gi in self.group_of.get(v, ()):
-                self.anti_count[gi][b] += 1
-            self.loc[v] = b
-            self.steps.append((v, a, b, reason, mandatory))
-
-    def best_target(self, vmids, exclude=(), preferred=()):
-        """Least-loaded feasible node after placement; preferred nodes first. (node, reasons)"""
-        weight = sum(self.m.weights[v] for v in vmids if self.loc[v] is not None)
-        choice, reasons = None, {}
-        for b in self.eligible:
-            if b in exclude or all(self.loc[v] == b for v in vmids):
-                continue
-            why = self.can_place(vmids, b)
-            if why:
-                reasons[self.m.names[b]] = why
-                continue
-            key = (0 if b in preferred else 1, self.m.pct_after(b, weight), self.m.names[b])
-            if choice is None or key < choice[0]:
-                choice = (key, b)
-        return (choice[1] if choice else None), reasons
-
-
 def plan(snapshot, settings, immovable=None, balance=True, forbidden=None):
     """Compute a plan for ``snapshot`` under ``settings`` (pure). See the module docstring.
 
@@ -226,304 +76,66 @@ def plan(snapshot, settings, immovable=None, balance=True, forbidden=None):
     migration check refused them: storage, mapped devices, HA rules). ``balance=False`` plans only the mandatory moves (a
     node evacuation).
     """
-    state = _State(snapshot, settings, immovable, forbidden)
-    before = {name: state.m.pct(i) for i, name in enumerate(state.m.names)}
-    before_fixed, movable_items = _bound_inputs(state)
-    bound = metrics.lower_bounds(state.m, state.eligible, before_fixed, movable_items)
+    state = PlanningState(snapshot, settings, immovable, forbidden)
+    before = {name: state.model.pct(i) for i, name in enumerate(state.model.names)}
+    bound = bounds.plan_lower_bound(state)
     # Balancing can free the room a mandatory move lacked, and a mandatory move can unbalance:
     # repeat until a whole pass changes nothing, so that planning again on the result (which is
     # exactly such a pass) plans nothing.
     trigger, stop_reason = None, None
     for _round in range(MAX_ROUNDS):
         steps = len(state.steps)
-        failures = []
-        _drain(state, failures)
-        _repair_affinity(state, failures)
-        _repair_allowed(state, failures)
-        _repair_anti_affinity(state, failures)
-        _relieve_capacity(state, failures)
-        round_trigger = _trigger(state) if balance else dict(triggered=False, reason="balancing_off")
+        failures = mandatory.plan_mandatory_moves(state)
+        round_trigger = balancing.balance_trigger(state) if balance else dict(triggered=False, reason="balancing_off")
         trigger = trigger or round_trigger
         stop_reason = round_trigger["reason"]
         if round_trigger["triggered"]:
-            stop_reason = _improve(state)
+            stop_reason = balancing.improve_balance(state)
         if len(state.steps) == steps or stop_reason == "max_moves":
             break
-    moves = _collapse(state)
-    seq = sequencer.sequence(_State(snapshot, settings, immovable, forbidden), moves, settings.max_moves_per_node)
-    return _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq)
-
-
-# -- mandatory moves -------------------------------------------------------------------------
-def _drain(state, failures):
-    maintenance = {state.idx[n] for n in state.c.maintenance if n in state.idx}
-    if not maintenance:
-        return
-    units = [u for u in state.units if any(state.loc[v] in maintenance for v in u.members)]
-    units.sort(key=lambda u: (-u.mem_use, u.uid))
-    for unit in units:
-        if not state.movable(unit):
-            continue
-        target, reasons = state.best_target(unit.members, exclude=maintenance, preferred=unit.preferred)
-        if target is None:
-            failures.append(_failure(state, unit, "maintenance", reasons))
-            continue
-        state.apply(unit.members, target, "maintenance", True)
-
-
-def _repair_affinity(state, failures):
-    for unit in state.units:
-        if len(unit.members) < 2 or state.node_of(unit) is not None:
-            continue
-        if len(unit.fixed) > 1:
-            continue   # members that cannot move sit on different nodes; reported by rules as a conflict
-        candidates = sorted(unit.fixed) if unit.fixed else state.eligible
-        best, reasons = None, {}
-        for b in candidates:
-            why = state.can_place(unit.members, b)
-            if why:
-                reasons[state.m.names[b]] = why
-                continue
-            cost = sum(metrics.memory_use(state.guest(v)) for v in unit.members if state.loc[v] != b)
-            key = (cost, state.m.pct(b), state.m.names[b])
-            if best is None or key < best[0]:
-                best = (key, b)
-        if best is None:
-            failures.append(_failure(state, unit, "rule:affinity:%s" % unit.label, reasons))
-            continue
-        state.apply(unit.members, best[1], "rule:affinity:%s" % unit.label, True)
-
-
-def _repair_allowed(state, failures):
-    for unit in state.units:
-        here = state.node_of(unit)
-        if here is None or unit.allowed is None or here in unit.allowed or not state.movable(unit):
-            continue
-        why = state.c.allowed_why.get(unit.members[0], "rule:pin")
-        target, reasons = state.best_target(unit.members, preferred=unit.preferred)
-        if target is None:
-            failures.append(_failure(state, unit, why, reasons))
-            continue
-        state.apply(unit.members, target, why.split(", ")[0], True)
-
-
-def _repair_anti_affinity(state, failures):
-    for gi, group in enumerate(state.c.anti_groups):
-        for a in range(len(state.m.names)):
-            excess = state.anti_count[gi][a] - group.limit
-            if excess <= 0:
-                continue
-            here = sorted((state.unit_of[v] for v in group.members if state.loc[v] == a), key=lambda u: (u.mem_use, u.uid))
-            for unit in here:
-                if excess <= 0:
-                    break
-                if not state.movable(unit) or state.node_of(unit) != a:
-                    continue
-                target, reasons = state.best_target(unit.members, preferred=unit.preferred)
-                if target is None:
-                    continue
-                state.apply(unit.members, target, "rule:anti-affinity:%s" % group.name, True)
-                excess -= 1
-            if excess > 0:
-                failures.append(dict(vmids=sorted(v for v in group.members if state.loc[v] == a), node=state.m.names[a],
-                                     reason="rule:anti-affinity:%s" % group.name,
-                                     detail="no node can take another member without breaking capacity or rules"))
-
-
-def _relieve_capacity(state, failures):
-    for a in state.eligible:
-        if not state.m.over_capacity(a):
-            continue
-        units = [u for u in state.units if state.node_of(u) == a and state.movable(u) and u.mem_use > 0]
-        units.sort(key=lambda u: (-u.mem_use, u.uid))
-        for unit in units:
-            if not state.m.over_capacity(a):
-                break
-            target, _reasons = state.best_target(unit.members, exclude={a}, preferred=unit.preferred)
-            if target is not None:
-                state.apply(unit.members, target, "capacity", True)
-        if state.m.over_capacity(a):
-            failures.append(dict(vmids=[], node=state.m.names[a], reason="capacity",
-                                 detail="memory stays over capacity: no guest on it can move anywhere it fits"))
-
-
-def _failure(state, unit, reason, reasons):
-    return dict(vmids=list(unit.members), node=state.m.names[state.loc[unit.members[0]]] if state.loc[unit.members[0]] is not None else None,
-                reason=reason, detail="; ".join("%s: %s" % (n, r) for n, r in sorted(reasons.items())) or "no eligible node")
-
-
-# -- balancing -------------------------------------------------------------------------------
-def _trigger(state):
-    pcts = [state.m.pct(i) for i in state.eligible]
-    if len(pcts) < 2:
-        return dict(triggered=False, reason="fewer_than_two_nodes", spread_pp=0.0, max_pct=max(pcts or [0.0]))
-    spread = max(pcts) - min(pcts)
-    threshold = state.settings.threshold
-    result = dict(spread_pp=round(spread, 2), max_pct=round(max(pcts), 2), balanciness=state.settings.balanciness,
-                  threshold=threshold, triggered=False)
-    if spread <= state.settings.balanciness:
-        result["reason"] = "balanced"
-    elif threshold is not None and max(pcts) < threshold:
-        result["reason"] = "below_threshold"
-    else:
-        result["triggered"] = True
-        result["reason"] = "spread_above_balanciness"
-    return result
-
-
-def _improve(state):
-    m = state.m
-    settings = state.settings
-    budget = settings.max_moves
-    by_node = {i: [] for i in state.eligible}
-    for unit in state.units:
-        here = state.node_of(unit)
-        if here in by_node and state.movable(unit) and unit.weight > 0:
-            by_node[here].append((unit.weight, unit.uid))
-    for entries in by_node.values():
-        entries.sort()
-    k = min(CANDIDATE_NODES, len(state.eligible))
-    cap_mean = sum(m.cap[i] for i in state.eligible) / len(state.eligible)
-    while True:
-        order = sorted(state.eligible, key=lambda i: (m.pct(i), m.names[i]))
-        spread = m.pct(order[-1]) - m.pct(order[0])
-        if spread <= settings.target_spread:
-            return "target_reached"
-        best = None
-        for a in reversed(order[-k:]):
-            la = m.pct(a)
-            for b in order[:k]:
-                lb = m.pct(b)
-                if la - lb <= 1e-9:
-                    continue
-                best = _best_pair_move(state, by_node[a], a, b, la, lb, best, cap_mean)
-        if best is None:
-            return "no_gain"
-        _score, unit, b = best
-        if budget is not None and state.balance_moves + len(unit.members) > budget:
-            return "max_moves"
-        a = state.node_of(unit)
-        by_node[a].remove((unit.weight, unit.uid))
-        bisect.insort(by_node[b], (unit.weight, unit.uid))
-        state.apply(unit.members, b, "balance", False)
-        state.balance_moves += len(unit.members)
-
-
-def _best_pair_move(state, entries, a, b, la, lb, best, cap_mean):
-    """Best move of one unit from a to b, scanning units around the size that would even them."""
-    m = state.m
-    if not entries or m.cap[a] <= 0 or m.cap[b] <= 0:
-        return best
-    ideal = (la - lb) / (100.0 / m.cap[a] + 100.0 / m.cap[b])
-    pos = bisect.bisect_left(entries, (ideal, -1))
-    lo, hi = pos - 1, pos
-    examined = 0
-    while examined < 2 * CANDIDATE_SCAN and (lo >= 0 or hi < len(entries)):
-        if hi < len(entries) and (lo < 0 or entries[hi][0] - ideal <= ideal - entries[lo][0]):
-            weight, uid = entries[hi]
-            hi += 1
-        else:
-            weight, uid = entries[lo]
-            lo -= 1
-        unit = state.units[uid]
-        gain = _gain(m, a, b, weight, la, lb, cap_mean)
-        cost = unit.cost_gib + MOVE_OVERHEAD_GIB
-        if unit.preferred and a in unit.preferred and b not in unit.preferred:
-            cost += PREFERENCE_PENALTY_GIB
-        if gain < MARGIN_PER_GIB * cost:
-            examined += 1
-            continue
-        score = (gain / cost, -unit.uid)
-        if best is not None and score <= best[0]:
-            examined += 1
-            continue
-        if state.can_place(unit.members, b) is None:
-            best = (score, unit, b)
-        examined += 1
-    return best
-
-
-def _gain(m, a, b, weight, la, lb, cap_mean):
-    """Drop of the objective when ``weight`` moves from a to b (loads in percent).
-
-    C_a*(la^2 - (la-da)^2) + C_b*(lb^2 - (lb+db)^2) with C*d = 100*weight simplifies to
-    100*weight*(2*(la - lb) - da - db): positive exactly when the move narrows the gap.
-    """
-    da = weight * 100.0 / m.cap[a]
-    db = weight * 100.0 / m.cap[b]
-    return 100.0 * weight * (2.0 * (la - lb) - da - db) / cap_mean
+    moves = final_moves(state)
+    seq = sequencer.sequence(PlanningState(snapshot, settings, immovable, forbidden), moves, settings.max_moves_per_node)
+    return assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq)
 
 
 # -- results ---------------------------------------------------------------------------------
-def _collapse(state):
+def final_moves(state):
     """One move per guest: from where it was to where it ends (chains A->B->C become A->C)."""
     first, last = {}, {}
-    for vmid, a, b, reason, mandatory in state.steps:
+    for vmid, source, target, reason, is_mandatory in state.steps:
         if vmid not in first:
-            first[vmid] = (a, reason, mandatory)
-        last[vmid] = b
+            first[vmid] = (source, reason, is_mandatory)
+        last[vmid] = target
     moves = []
-    for vmid, (a, reason, mandatory) in first.items():
-        b = last[vmid]
-        if a == b:
+    for vmid, (source, reason, is_mandatory) in first.items():
+        target = last[vmid]
+        if source == target:
             continue
         g = state.guest(vmid)
-        moves.append(Move(vmid=vmid, name=g.name, kind=g.kind, type=g.type, source=state.m.names[a], target=state.m.names[b],
-                          reason=reason, mandatory=mandatory, mem_bytes=metrics.memory_use(g) or g.maxmem_bytes,
-                          running=g.running))
+        moves.append(Move(vmid=vmid, name=g.name, kind=g.kind, type=g.type, source=state.model.names[source],
+                          target=state.model.names[target], reason=reason, mandatory=is_mandatory,
+                          mem_bytes=metrics.memory_use(g) or g.maxmem_bytes, running=g.running))
     return moves
 
 
-def _bound_inputs(state):
-    """Load no plan can take off each node, and the units that may move with the nodes they could use.
-
-    A unit can only end on an allowed node whose memory, less what cannot leave it, holds the
-    unit; a unit with one such node is fixed there, one with none stays where it is.
-    """
-    m = state.m
-    fixed = {i: m.load[i] for i in state.eligible}
-    fixed_mem = {i: m.mem_need[i] for i in state.eligible}
-    movable = []
-    for unit in state.units:
-        homes = {state.loc[v] for v in unit.members}
-        if not state.movable(unit) or not homes <= set(fixed):
-            continue
-        for v in unit.members:
-            fixed[state.loc[v]] -= m.weights[v]
-            fixed_mem[state.loc[v]] -= metrics.memory_use(state.guest(v))
-        movable.append((unit, state.node_of(unit)))
-    items = []
-    for unit, here in movable:
-        need = sum(metrics.memory_need(state.guest(v)) for v in unit.members)
-        allowed = state.eligible if unit.allowed is None else [i for i in state.eligible if i in unit.allowed]
-        usable = [i for i in allowed if i == here or fixed_mem[i] + need <= m.mem_cap[i]]
-        if len(usable) == 1 or (not usable and here is not None):
-            home = usable[0] if usable else here
-            fixed[home] += unit.weight
-            fixed_mem[home] += unit.mem_use
-        elif not usable:
-            continue   # a split group with nowhere to gather: no bound from it
-        else:
-            items.append((unit.weight, usable))
-    return fixed, items
-
-
-def _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq):
+def assemble(state, snapshot, settings, before, bound, trigger, stop_reason, failures, seq):
+    """The ``Plan`` of a planning run: ``state`` after planning, ``before`` {node: load pct} at the
+    start, the lower ``bound``, why balancing ran and stopped, the failures and the sequence."""
     after_model = seq.after
-    after = {n: after_model.pct(after_model.index[n]) for n in state.c.eligible}
-    before_stats = metrics.stats([before[n] for n in state.c.eligible])
+    after = {n: after_model.pct(after_model.index[n]) for n in state.constraints.eligible}
+    before_stats = metrics.stats([before[n] for n in state.constraints.eligible])
     after_stats = metrics.stats(list(after.values()))
     moves = seq.moves
     nodes = {}
-    for name in state.m.names:
-        role = ("maintenance" if name in state.c.maintenance else "ignored" if name in state.c.ignored_nodes
+    for name in state.model.names:
+        role = ("maintenance" if name in state.constraints.maintenance else "ignored" if name in state.constraints.ignored_nodes
                 else "offline" if not snapshot.nodes[name].online else "balanced")
-        i = state.idx[name]
+        i = state.node_index[name]
         nodes[name] = dict(role=role, before_pct=round(before[name], 2), after_pct=round(after_model.pct(i), 2),
                            moves_in=sum(1 for mv in moves if mv.target == name),
                            moves_out=sum(1 for mv in moves if mv.source == name))
     left_alone = [dict(vmid=v, name=snapshot.guests[v].name, node=snapshot.guests[v].node, reason=r)
-                  for v, r in sorted(state.c.immovable.items())]
+                  for v, r in sorted(state.constraints.immovable.items())]
     for failure in failures:
         for v in failure["vmids"]:
             left_alone.append(dict(vmid=v, name=snapshot.guests[v].name, node=snapshot.guests[v].node, reason="no_fit",
@@ -540,7 +152,7 @@ def _assemble(state, snapshot, settings, before, bound, trigger, stop_reason, fa
         mem_moved_bytes=sum(mv.mem_bytes for mv in moves),
         left_alone=left_alone, failures=failures,
         unsequenced=[mv.to_dict() for mv in seq.unsequenced],
-        rule_conflicts=state.c.conflicts, warnings=list(state.c.warnings) + list(seq.warnings),
+        rule_conflicts=state.constraints.conflicts, warnings=list(state.constraints.warnings) + list(seq.warnings),
     )
     result = Plan(moves=moves, waves=seq.waves, data=data)
     result.data["summary"] = summary(result)
@@ -574,20 +186,20 @@ def summary(plan_or_dict):
 # -- checks for the executor -------------------------------------------------------------------
 def validate_moves(snapshot, settings, moves):
     """Which of ``moves`` are no longer valid on a fresh ``snapshot``, applied in order? {vmid: reason}"""
-    state = _State(snapshot, settings)
+    state = PlanningState(snapshot, settings)
     invalid = {}
     for move in moves:
         guest = snapshot.guests.get(move.vmid)
         if guest is None:
             invalid[move.vmid] = "guest no longer exists"
             continue
-        if guest.node != move.source or state.loc.get(move.vmid) != state.idx.get(move.source):
+        if guest.node != move.source or state.location.get(move.vmid) != state.node_index.get(move.source):
             invalid[move.vmid] = "guest is on %s now, not %s" % (guest.node, move.source)
             continue
         if guest.lock:
             invalid[move.vmid] = "guest is locked (%s)" % guest.lock
             continue
-        target = state.idx.get(move.target)
+        target = state.node_index.get(move.target)
         if target is None:
             invalid[move.vmid] = "target node %s no longer exists" % move.target
             continue
@@ -597,318 +209,3 @@ def validate_moves(snapshot, settings, moves):
             continue
         state.apply([move.vmid], target, move.reason, move.mandatory)
     return invalid
-
-
-# -- placing new guests ------------------------------------------------------------------------
-SIZE_FORMS = "a whole number of bytes, or a number with a binary unit such as 512M, 8G, 8GiB, 8192MiB or 1T"
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:([kmgtp])(?:i?b)?|b)?$", re.IGNORECASE)
-_SIZE_FACTORS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4, "p": 1024 ** 5}
-_GUEST_TYPES = {"vm": "qemu", "ct": "lxc"}
-MAX_NEW_GUESTS = 1000
-
-
-def parse_size(value, option):
-    """Bytes from a whole number or a string with a binary unit (K, M, G, T, P; ``iB``/``B`` optional)."""
-    if isinstance(value, bool) or value is None:
-        raise ConfigError(option, "%r is not a size; give %s" % (value, SIZE_FORMS))
-    if isinstance(value, (int, float)):
-        size = float(value)
-    else:
-        match = _SIZE_RE.match(str(value).strip())
-        if not match:
-            raise ConfigError(option, "'%s' is not a size; give %s" % (value, SIZE_FORMS))
-        size = float(match.group(1)) * _SIZE_FACTORS[(match.group(2) or "").lower()]
-    if not 1 <= size < float("inf"):
-        raise ConfigError(option, "%s is not a positive size; give %s" % (value, SIZE_FORMS))
-    return int(size)
-
-
-@dataclass
-class NewGuest:
-    memory_bytes: int
-    cores: float
-    type: str = "qemu"                   # qemu | lxc
-    disk_bytes: int = 0
-    storage: Optional[str] = None
-    storage_local: bool = False          # the storage is node-local: disk counts against the node
-    tags: List[str] = field(default_factory=list)
-    pool: Optional[str] = None
-    name: Optional[str] = None
-    nodes: Optional[List[str]] = None    # candidate nodes; None = all
-
-    def describe(self):
-        text = "%.1f GiB memory, %g cores" % (self.memory_bytes / GIB, self.cores)
-        if self.disk_bytes and self.storage:
-            text += ", %.1f GiB disk on %s" % (self.disk_bytes / GIB, self.storage)
-        return text
-
-
-@dataclass
-class BestNodeQuery:
-    """A validated best-node question, built alike from module parameters and lookup options.
-
-    ``from_options`` checks everything that can be checked without the cluster; ``answer``
-    checks the rest against a snapshot and places the guests.
-    """
-
-    settings: BalanceSettings
-    request: NewGuest
-    count: int = 1
-    fail_when_no_fit: bool = True
-
-    @classmethod
-    def from_options(cls, options):
-        kind = options.get("type") or "vm"
-        if kind not in _GUEST_TYPES:
-            raise ConfigError("type", "'%s' is not a guest type; use vm or ct" % kind)
-        nodes = options.get("nodes")
-        if nodes is not None:
-            nodes = [str(n) for n in _as_list(nodes)]
-            if not nodes:
-                raise ConfigError("nodes", "is empty; leave it out to consider every node")
-        disk = options.get("disk")
-        request = NewGuest(
-            memory_bytes=parse_size(options.get("memory"), "memory"),
-            cores=_whole(options.get("cores"), "cores", 1, "the number of vCPUs (cores) of the guest"),
-            type=_GUEST_TYPES[kind],
-            disk_bytes=0 if disk in (None, "") else parse_size(disk, "disk"),
-            storage=options.get("storage") or None,
-            tags=[str(t) for t in _as_list(options.get("tags"))],
-            pool=options.get("pool") or None,
-            nodes=nodes,
-        )
-        count = _whole(options.get("count", 1), "count", 1, "how many guests to place", maximum=MAX_NEW_GUESTS)
-        fail = options.get("fail_when_no_fit")
-        return cls(settings=BalanceSettings.from_params(options), request=request, count=count,
-                   fail_when_no_fit=True if fail is None else bool(fail))
-
-    def collect_options(self):
-        """Keyword arguments of ``collector.collect`` for these settings (pressure data, local volumes)."""
-        return dict(with_pressure=self.settings.mode == "psi", pressure_window=self.settings.pressure_window,
-                    with_local_volumes=self.settings.method == "disk")
-
-    def answer(self, snapshot):
-        """Place the guests on ``snapshot``: the result of the module, the basis of the lookup.
-
-        ``msg`` says why each node was rejected when a guest found no node; the caller decides
-        (``fail_when_no_fit``) whether that is a failure.
-        """
-        request = self._checked_request(snapshot)
-        placed, rankings, state = _place(snapshot, self.settings, request, self.count)
-        nodes = placed + [None] * (self.count - len(placed))
-        result = dict(
-            changed=False, node=nodes[0], nodes=nodes, ranking=rankings[0],
-            request=dict(memory_bytes=request.memory_bytes, cores=request.cores, type=_kind_of(request.type),
-                         disk_bytes=request.disk_bytes, storage=request.storage, storage_local=request.storage_local,
-                         tags=list(request.tags), pool=request.pool, nodes=request.nodes, count=self.count),
-            api_calls=snapshot.api_calls,
-            warnings=_newcomer_warnings(state),
-        )
-        if request.disk_bytes and not request.storage:
-            result["warnings"].append("disk is only checked against a storage; give storage to check free space")
-        if self.count > 1:
-            result["placements"] = [dict(node=node, ranking=rows) for node, rows in zip(placed, rankings)]
-        if None in placed:
-            result["msg"] = _no_fit_message(request, len(placed), self.count, placed[:-1], rankings[-1])
-        return result
-
-    def _checked_request(self, snapshot):
-        request = self.request
-        if request.nodes is not None:
-            unknown = [n for n in request.nodes if n not in snapshot.nodes]
-            if unknown:
-                raise ConfigError("nodes", "unknown node(s) %s; the cluster has %s" % (", ".join(unknown), ", ".join(sorted(snapshot.nodes))))
-        lower = {n.lower() for n in snapshot.nodes}
-        unknown = [p for p in rules._tag_rules(request.tags)[2] if p not in lower]
-        if unknown:
-            raise ConfigError("tags", "plb_pin_%s names no node of this cluster; the cluster has %s" % (unknown[0], ", ".join(sorted(snapshot.nodes))))
-        if request.storage:
-            entries = [s for s in snapshot.storages if s.storage == request.storage]
-            if not entries:
-                raise ConfigError("storage", "unknown storage '%s'; the cluster has %s"
-                                  % (request.storage, ", ".join(sorted({s.storage for s in snapshot.storages})) or "none"))
-            request = dc_replace(request, storage_local=not any(s.shared for s in entries))
-        return request
-
-
-def _as_list(value):
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        return [part for part in re.split(r"[,;\s]+", value) if part]
-    return list(value)
-
-
-def _whole(value, option, minimum, meaning, maximum=None):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = None
-    if isinstance(value, bool) or number is None or number != int(number) or number < minimum or (maximum and number > maximum):
-        limits = "%d or more" % minimum if not maximum else "between %d and %d" % (minimum, maximum)
-        raise ConfigError(option, "%r is not allowed; give %s, a whole number %s" % (value, meaning, limits))
-    return int(number)
-
-
-def _kind_of(guest_type):
-    return {v: k for k, v in _GUEST_TYPES.items()}[guest_type]
-
-
-def place_new_guests(snapshot, settings, request, count=1):
-    """Rank nodes for ``count`` new guests described by ``request`` (see ``NewGuest``).
-
-    Uses the same model, fit checks and rules as balancing: the newcomer counts with its
-    configured memory and vCPUs, its tags bring pins and (anti-)affinity with existing guests,
-    and each placement is accounted before the next. Returns (chosen node names, ranking of the
-    first placement), a node name being None when nothing fits.
-    """
-    placed, rankings, _state = _place(snapshot, settings, request, count)
-    return placed, rankings[0]
-
-
-def _place(snapshot, settings, request, count):
-    """(chosen nodes, ranking per placement, final state); stops at the first guest that fits nowhere.
-
-    All newcomers enter the rules at once (so an anti-affinity group of new guests is sized
-    right) and the state is built once; each placement is then applied like a planned move.
-    """
-    newcomers = [_newcomer(request, settings, number) for number in range(count)]
-    snap = _with_guests(snapshot, newcomers)
-    state = _State(snap, settings)
-    storages = {(s.storage, s.node): s for s in snap.storages if s.storage == request.storage}
-    stored = {}   # node (None for shared storage) -> bytes the newcomers placed so far put on request.storage
-    placed, rankings = [], []
-    for newcomer in newcomers:
-        rows = [_rank_row(state, newcomer, name, request, storages, stored) for name in state.m.names]
-        rows.sort(key=lambda r: (not r["fits"], not r["preferred"], r["load_after_pct"] if r["load_after_pct"] is not None else float("inf"), r["node"]))
-        for position, row in enumerate(rows, 1):
-            row["rank"] = position if row["fits"] else None
-        choice = rows[0]["node"] if rows and rows[0]["fits"] else None
-        rankings.append(rows)
-        placed.append(choice)
-        if choice is None:
-            break
-        state.apply([newcomer.vmid], state.idx[choice], "new", True)
-        key = choice if request.storage_local else None
-        stored[key] = stored.get(key, 0) + (request.disk_bytes or 0)
-    return placed, rankings, state
-
-
-def _newcomer(request, settings, number):
-    return Guest(vmid=-(number + 1), name=request.name or "new-guest-%d" % (number + 1), type=request.type, node="",
-                 status="running", maxcpu=float(request.cores), cpu=1.0 if settings.mode == "used" else 0.0,
-                 maxmem_bytes=int(request.memory_bytes), mem_bytes=int(request.memory_bytes), tags=list(request.tags),
-                 pool=request.pool, local_disk_bytes=int(request.disk_bytes or 0) if request.storage_local else None)
-
-
-def _with_guests(snapshot, newcomers):
-    guests = dict(snapshot.guests)
-    pools = dict(snapshot.pools)
-    for guest in newcomers:
-        guests[guest.vmid] = guest
-        if guest.pool:
-            pools[guest.pool] = sorted(set(pools.get(guest.pool, [])) | {guest.vmid})
-    return dc_replace(snapshot, guests=guests, pools=pools)
-
-
-def _rank_row(state, newcomer, name, request, storages, stored):
-    i = state.idx[name]
-    weight = state.m.weights[newcomer.vmid]
-    after = state.m.pct_after(i, weight)
-    row = dict(node=name, fits=False, preferred=False, load_before_pct=round(state.m.pct(i), 2),
-               load_after_pct=round(after, 2) if after != float("inf") else None, reasons=[])
-    unit = state.unit_of[newcomer.vmid]
-    if request.nodes is not None and name not in request.nodes:
-        row["reasons"].append("not in the requested nodes")
-    storage_why = None
-    if request.storage:
-        storage_why = _storage_reason(storages.get((request.storage, name)), request, stored.get(name if request.storage_local else None, 0))
-        if storage_why:
-            row["reasons"].append(storage_why)
-    homes = {state.loc[v] for v in unit.members if v != newcomer.vmid and state.loc[v] is not None}
-    if homes and homes != {i}:
-        row["reasons"].append("affinity: its group runs on %s" % ", ".join(sorted(state.m.names[h] for h in homes)))
-    why = _not_a_target(state, name) or state.can_place([newcomer.vmid], i)
-    # the node's local storage total says less than the storage's own free space, already given
-    if why and not (storage_why and why.startswith("disk:")):
-        row["reasons"].append(why)
-    row["preferred"] = i in unit.preferred
-    if not row["reasons"]:
-        row["fits"] = True
-        row["reasons"].append("preferred by rule" if row["preferred"] else "fits")
-    return row
-
-
-def _not_a_target(state, name):
-    """Why a node takes no guests at all, in the words of the option or state that says so."""
-    node = state.snapshot.nodes[name]
-    if not node.online:
-        return "node is %s" % node.status
-    if name in state.settings.maintenance_nodes:
-        return "maintenance node (maintenance_nodes)"
-    if node.ha_maintenance:
-        return "node is in PVE HA maintenance mode"
-    if name in state.c.ignored_nodes:
-        return "ignored node (ignore_nodes)"
-    return None
-
-
-def _storage_reason(storage, request, already_bytes):
-    """PVE lists every storage once per node it is usable on, shared ones included."""
-    if storage is None or storage.status not in ("available", "active"):
-        return "storage %s is not available here" % request.storage
-    wanted = "images" if request.type == "qemu" else "rootdir"
-    if storage.content and wanted not in storage.content:
-        return "storage %s does not hold %s (content %s)" % (request.storage, wanted, ",".join(storage.content))
-    free = storage.maxdisk_bytes - storage.disk_bytes - already_bytes
-    if free < (request.disk_bytes or 0):
-        return "storage %s: needs %.1f GiB, %.1f GiB free" % (request.storage, (request.disk_bytes or 0) / GIB, max(0, free) / GIB)
-    return None
-
-
-def _newcomer_warnings(state):
-    """Rule warnings and conflicts that concern the new guests (negative vmids)."""
-    labels = [g.name for g in state.c.anti_groups if any(v < 0 for v in g.members)]
-    warnings = [c["message"] for c in state.c.conflicts if any(v < 0 for v in c["guests"])]
-    return warnings + [w for w in state.c.warnings if any(label in w for label in labels)]
-
-
-def _no_fit_message(request, number, count, placed, rows):
-    which = "the new %s" % _kind_of(request.type)
-    if count > 1:
-        which = "new %s %d of %d" % (_kind_of(request.type), number, count)
-        if placed:
-            which += " (after placing %s)" % ", ".join(placed)
-    details = "; ".join("%s: %s" % (row["node"], ", ".join(row["reasons"])) for row in sorted(rows, key=lambda r: r["node"]))
-    return "no node can take %s (%s): %s" % (which, request.describe(), details)
-
-
-# -- planned placements ----------------------------------------------------------------------
-def plan_placements(snapshot, settings, wanted, reason="return"):
-    """Move guests to the nodes in ``wanted`` ({vmid: node}) where they still fit and rules allow.
-
-    Used to bring guests back after maintenance. Larger guests are placed first; a guest that no
-    longer fits, or may no longer run there, stays and is listed in ``failures``. Returns a Plan.
-    """
-    state = _State(snapshot, settings)
-    before = {name: state.m.pct(i) for i, name in enumerate(state.m.names)}
-    failures = []
-    order = sorted((v for v in wanted if v in snapshot.guests), key=lambda v: (-metrics.memory_use(snapshot.guests[v]), v))
-    for vmid in order:
-        target = state.idx.get(wanted[vmid])
-        guest = snapshot.guests[vmid]
-        if target is None:
-            failures.append(dict(vmids=[vmid], node=guest.node, reason=reason, detail="node %s does not exist" % wanted[vmid]))
-            continue
-        if state.loc[vmid] == target:
-            continue
-        why = state.c.immovable.get(vmid) or state.can_place([vmid], target)
-        if why:
-            failures.append(dict(vmids=[vmid], node=guest.node, reason=reason, detail="%s: %s" % (wanted[vmid], why)))
-            continue
-        state.apply([vmid], target, reason, True)
-    trigger = dict(triggered=False, reason="placements")
-    bound_fixed, items = _bound_inputs(state)
-    bound = metrics.lower_bounds(state.m, state.eligible, bound_fixed, items)
-    seq = sequencer.sequence(_State(snapshot, settings), _collapse(state), settings.max_moves_per_node)
-    return _assemble(state, snapshot, settings, before, bound, trigger, "placements", failures, seq)

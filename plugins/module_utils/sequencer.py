@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import List
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import metrics
-
 
 @dataclass
 class Sequence:
@@ -51,7 +49,7 @@ def sequence(state, moves, limit):
         warnings.append("%d move(s) could not be ordered without overfilling a node or breaking a rule; they are not planned"
                         % len(pending))
     ordered = [m for wave in waves for m in wave]
-    return Sequence(waves=waves, moves=ordered, unsequenced=pending, warnings=warnings, after=state.m)
+    return Sequence(waves=waves, moves=ordered, unsequenced=pending, warnings=warnings, after=state.model)
 
 
 def _build_wave(state, pending, limit, keep_order):
@@ -75,15 +73,12 @@ def _build_wave(state, pending, limit, keep_order):
 
 def _admit(state, move, ins, outs, limit):
     """Reserve room for ``move`` in the wave being built, if it can start now."""
-    a, b = state.idx[move.source], state.idx[move.target]
-    if state.loc.get(move.vmid) != a or ins.get(b, 0) >= limit or outs.get(a, 0) >= limit:
+    a, b = state.node_index[move.source], state.node_index[move.target]
+    if state.location.get(move.vmid) != a or ins.get(b, 0) >= limit or outs.get(a, 0) >= limit:
         return False
     if state.can_place([move.vmid], b) is not None:
         return False
-    guest = state.guest(move.vmid)
-    state.m.arrive(b, state.m.weights[move.vmid], metrics.memory_use(guest), metrics.vcpus(guest), guest.local_disk_bytes or 0)
-    for gi in state.group_of.get(move.vmid, ()):
-        state.anti_count[gi][b] += 1
+    state.arrive(move.vmid, b)
     ins[b] = ins.get(b, 0) + 1
     outs[a] = outs.get(a, 0) + 1
     return True
@@ -92,12 +87,8 @@ def _admit(state, move, ins, outs, limit):
 def _finish(state, wave):
     """The wave is done: sources let go of what left them."""
     for move in wave:
-        a, b = state.idx[move.source], state.idx[move.target]
-        guest = state.guest(move.vmid)
-        state.m.depart(a, state.m.weights[move.vmid], metrics.memory_use(guest), metrics.vcpus(guest), guest.local_disk_bytes or 0)
-        for gi in state.group_of.get(move.vmid, ()):
-            state.anti_count[gi][a] -= 1
-        state.loc[move.vmid] = b
+        state.depart(move.vmid, state.node_index[move.source])
+        state.location[move.vmid] = state.node_index[move.target]
 
 
 def _park(state, pending, limit):
@@ -107,8 +98,8 @@ def _park(state, pending, limit):
         sources.setdefault(move.source, []).append(move)
     for blocked in pending:
         for leaving in sources.get(blocked.target, []):
-            for c in sorted(state.eligible, key=lambda i: (state.m.pct(i), state.m.names[i])):
-                name = state.m.names[c]
+            for c in sorted(state.eligible, key=lambda i: (state.model.pct(i), state.model.names[i])):
+                name = state.model.names[c]
                 if name in (leaving.source, leaving.target) or state.can_place([leaving.vmid], c) is not None:
                     continue
                 park = replace(leaving, target=name, reason="parking")

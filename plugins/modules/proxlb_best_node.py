@@ -287,8 +287,8 @@ api_calls:
 """
 
 from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import balance_argument_spec, connect, create_module, run
-from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect, load_snapshot
-from ansible_collections.proxlb.balancer.plugins.module_utils.planner import BestNodeQuery
+from ansible_collections.proxlb.balancer.plugins.module_utils.best_node_options import OptionAdapter, choose
+from ansible_collections.proxlb.balancer.plugins.module_utils.collector import load_snapshot
 
 
 def argument_spec():
@@ -309,30 +309,12 @@ def argument_spec():
     return spec
 
 
-def choose(source):
-    """The answer for ``source``: an AnsibleModule, or the lookup's option adapter with the same
-    ``params`` and ``warn`` (``plugin_utils/best_node.py``), so module and lookup share this path."""
-    query = BestNodeQuery.from_options(source.params)
-    if source.params.get("snapshot"):
-        snapshot = load_snapshot(source.params["snapshot"])
-        snapshot.api_calls = 0
-    else:
-        warnings = []
-        snapshot = collect(connect(source), warnings=warnings, **query.collect_options())
-        for warning in warnings:
-            source.warn(warning)
-    result = query.answer(snapshot)
-    for warning in result.pop("warnings"):
-        source.warn(warning)
-    return query, result
-
-
 def main():
     module = create_module(argument_spec())
 
     def answer(_request):
-        query, result = choose(module)
-        if "msg" in result and query.fail_when_no_fit:
+        result, failed = choose(OptionAdapter.from_module(module), connect, load_snapshot)
+        if failed:
             module.fail_json(**result)
         return result
 

@@ -12,7 +12,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import lookup_loader
 from ansible.template import Templar
 
-from ansible_collections.proxlb.balancer.plugins.module_utils.planner import BestNodeQuery
+from ansible_collections.proxlb.balancer.plugins.module_utils.best_node_options import best_node_query
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import cluster, guest, node
 
 
@@ -38,7 +38,7 @@ def lookup():
 ])
 def test_lookup_answers_like_the_module_core(snapshot_file, options):
     snap, path = snapshot_file
-    expected = BestNodeQuery.from_options(options).answer(snap)["nodes"]
+    expected = best_node_query(options).answer(snap)["nodes"]
     assert lookup().run([], variables={}, snapshot=path, **options) == expected
 
 

@@ -44,8 +44,23 @@ def cluster(nodes, guests, version="9.0.3", ha_rules=(), ha_groups=(), pools=Non
     return snap
 
 
+def hot_cluster(extra_guests=(), **node_kw):
+    """pve1 carries ten 8 GiB guests, pve2 and pve3 almost nothing."""
+    nodes = [node("pve1", 128, **node_kw), node("pve2", 128), node("pve3", 128)]
+    guests = [guest(100 + i, "pve1", mem_gib=8, used=0.9) for i in range(10)] + list(extra_guests)
+    return cluster(nodes, guests)
+
+
 def settings(**kw):
     return BalanceSettings.from_params(kw)
+
+
+def placements(snapshot, plan):
+    """vmid -> node of every guest once the plan has run."""
+    where = {vmid: g.node for vmid, g in snapshot.guests.items()}
+    for move in plan.moves:
+        where[move.vmid] = move.target
+    return where
 
 
 def apply_moves(snapshot, moves):

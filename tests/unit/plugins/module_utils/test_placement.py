@@ -1,21 +1,23 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) proxlb.balancer contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Best node for new guests: option checks, size, reserves, maintenance, rules, count, messages."""
+"""Placing guests: the best node for new guests (size, reserves, maintenance, rules, count, storage,
+messages) and placements back onto given nodes."""
 
 from __future__ import annotations
 
 import pytest
 
+from ansible_collections.proxlb.balancer.plugins.module_utils import placement
+from ansible_collections.proxlb.balancer.plugins.module_utils.best_node_options import best_node_query
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
-from ansible_collections.proxlb.balancer.plugins.module_utils.planner import BestNodeQuery, parse_size
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import Storage
-from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import cluster, guest, node
+from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import cluster, guest, node, settings
 
 
 def ask(snapshot, **options):
-    return BestNodeQuery.from_options(options).answer(snapshot)
+    return best_node_query(options).answer(snapshot)
 
 
 def rows(result):
@@ -29,47 +31,7 @@ def three_nodes(extra=()):
     return cluster(nodes, guests)
 
 
-# -- sizes and options -------------------------------------------------------------------------
-@pytest.mark.parametrize("value, expected", [
-    (8589934592, 8 * GIB), ("8589934592", 8 * GIB), ("8G", 8 * GIB), ("8GiB", 8 * GIB), ("8gb", 8 * GIB),
-    ("8 GiB", 8 * GIB), ("512M", 512 * 1024 ** 2), ("8192MiB", 8 * GIB), ("1T", 1024 * GIB), ("1.5G", 3 * GIB // 2),
-    ("64K", 65536), ("100B", 100),
-])
-def test_sizes_in_bytes_or_binary_units(value, expected):
-    assert parse_size(value, "memory") == expected
-
-
-@pytest.mark.parametrize("value", ["lots", 0, "0", "0G", -1, "-8G", "8X", "G", "", None, True, "8iB"])
-def test_bad_sizes_name_the_option_and_the_accepted_forms(value):
-    with pytest.raises(ConfigError) as err:
-        parse_size(value, "memory")
-    assert err.value.option == "memory"
-    assert str(err.value).startswith("memory: ")
-    assert "8GiB" in str(err.value) and "512M" in str(err.value)
-
-
-@pytest.mark.parametrize("options, option", [
-    (dict(memory="lots", cores=2), "memory"),
-    (dict(memory="8G", cores=0), "cores"),
-    (dict(memory="8G", cores=-2), "cores"),
-    (dict(memory="8G", cores=1.5), "cores"),
-    (dict(memory="8G", cores=2, count=0), "count"),
-    (dict(memory="8G", cores=2, disk="much"), "disk"),
-    (dict(memory="8G", cores=2, type="vz"), "type"),
-    (dict(memory="8G", cores=2, nodes=[]), "nodes"),
-    (dict(memory="8G", cores=2, method="gpu"), "method"),
-])
-def test_bad_options_fail_before_the_cluster_is_read(options, option):
-    with pytest.raises(ConfigError) as err:
-        BestNodeQuery.from_options(options)
-    assert err.value.option == option
-
-
-def test_zero_cores_message():
-    with pytest.raises(ConfigError, match=r"^cores: 0 is not allowed; give the number of vCPUs .*1 or more"):
-        BestNodeQuery.from_options(dict(memory="8G", cores=0))
-
-
+# -- checks against the cluster -----------------------------------------------------------------
 def test_unknown_candidate_node_lists_the_cluster_nodes():
     with pytest.raises(ConfigError) as err:
         ask(three_nodes(), memory="1G", cores=1, nodes=["pve2", "pve9"])
@@ -253,3 +215,45 @@ def test_no_fit_message_says_why_each_node_was_rejected():
         "pve2: anti-affinity group plb_anti_affinity_db already has 1 guest(s) there; "
         "pve3: maintenance node (maintenance_nodes)")
     assert all(not r["fits"] and r["reasons"] for r in result["ranking"])
+
+
+# -- place_new_guests and plan_placements -------------------------------------------------------------
+def test_best_node_accounts_size_rules_and_count():
+    nodes = [node("pve1", 128), node("pve2", 16, base_gib=1), node("pve3", 128), node("pve4", 128)]
+    guests = [guest(100, "pve1", 60), guest(101, "pve3", 40), guest(102, "pve4", 30, tags=["plb_anti_affinity_web"])]
+    snap = cluster(nodes, guests)
+    request = placement.NewGuest(memory_bytes=32 * GIB, cores=4, tags=["plb_anti_affinity_web"])
+    chosen, ranking = placement.place_new_guests(snap, settings(), request, count=2)
+    # pve2 is the emptiest but too small; pve4 holds an anti-affinity peer.
+    assert chosen == ["pve3", "pve1"]
+    rows = {r["node"]: r for r in ranking}
+    assert not rows["pve2"]["fits"] and "memory" in rows["pve2"]["reasons"][0]
+    assert not rows["pve4"]["fits"] and "anti-affinity" in rows["pve4"]["reasons"][0]
+
+
+def test_return_placements_where_they_still_fit():
+    nodes = [node("pve1", 64), node("pve2", 64), node("pve3", 32, base_gib=1)]
+    guests = [guest(100, "pve1", 8), guest(101, "pve1", 24, used=1.0), guest(102, "pve2", 24, used=1.0)]
+    snap = cluster(nodes, guests)
+    wanted = {100: "pve3", 101: "pve3", 102: "pve2"}
+    result = placement.plan_placements(snap, settings(), wanted)
+    assert [(m.vmid, m.target) for m in result.moves] == [(101, "pve3")]
+    assert result.data["failures"][0]["vmids"] == [100] and "memory" in result.data["failures"][0]["detail"]
+
+
+def test_placements_that_cannot_happen_are_failures_and_the_rest_proceeds():
+    nodes = [node("pve1", 64), node("pve2", 64)]
+    snap = cluster(nodes, [guest(100, "pve1", 4), guest(101, "pve1", 4, lock="backup"), guest(102, "pve1", 2)])
+    result = placement.plan_placements(snap, settings(), {100: "pve9", 101: "pve2", 102: "pve2", 999: "pve2"})
+    assert [(m.vmid, m.target, m.reason, m.mandatory) for m in result.moves] == [(102, "pve2", "return", True)]
+    assert result.data["failures"] == [
+        dict(vmids=[100], node="pve1", reason="return", detail="node pve9 does not exist"),
+        dict(vmids=[101], node="pve1", reason="return", detail="pve2: locked:backup")]
+    assert result.data["stop_reason"] == "placements" and result.data["trigger"] == dict(triggered=False, reason="placements")
+
+
+def test_the_request_is_echoed_in_bytes():
+    result = ask(three_nodes(), memory="1G", cores=2, type="ct", tags=["web"], count=2)
+    assert result["request"] == dict(memory_bytes=GIB, cores=2, type="ct", disk_bytes=0, storage=None, storage_local=False,
+                                     tags=["web"], pool=None, nodes=None, count=2)
+    assert result["changed"] is False and result["api_calls"] == 0
