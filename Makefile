@@ -36,7 +36,8 @@ ANSIBLE_TEST = env TEST_COPY="$(TEST_COPY)" VENV="$(VENV)" scripts/ansible_test.
 
 # ansible-test looks for a cached get-pip script when it builds virtual environments (pip 24.2
 # for ansible-core 2.18/2.19, 25.2 for 2.20/2.21); the stand-in works without the download host.
-GET_PIP_CACHE := $(HOME)/.ansible/test/cache
+# The directory is the one ansible-test derives from ~ (HOME, or the passwd entry without it).
+GET_PIP_CACHE := $(shell $(PYTHON) -c 'import os; print(os.path.expanduser("~/.ansible/test/cache"))')
 GET_PIP_VERSIONS := 24_2 25_2
 
 # Extra arguments, e.g. make sanity SANITY_ARGS='--test pylint', make integration TARGETS=proxlb_plan
