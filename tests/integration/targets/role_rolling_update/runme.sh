@@ -51,8 +51,9 @@ if ansible-playbook proxlb.balancer.rolling_update "${rolling[@]}" "${common[@]}
   echo "the rolling update succeeded although the patch step of pve2 failed" >&2
   exit 1
 fi
-cat "$work/fail.txt"
-grep -q 'rolling update of pve2 failed' "$work/fail.txt"
-grep -q 'pve2 is still drained' "$work/fail.txt"
-grep -A1 'Leave PVE HA maintenance if a failure left it on' "$work/fail.txt" | grep -q 'included:'
+# The expected failure's output is shown only when it is not the one expected.
+grep -q 'rolling update of pve2 failed' "$work/fail.txt" || { cat "$work/fail.txt"; exit 1; }
+grep -q 'pve2 is still drained' "$work/fail.txt" || { cat "$work/fail.txt"; exit 1; }
+grep -A1 'Leave PVE HA maintenance if a failure left it on' "$work/fail.txt" | grep -q 'included:' \
+  || { cat "$work/fail.txt"; exit 1; }
 ansible-playbook check.yml "${common[@]}" -e maint_marker_dir="$work/fail" -e maint_expect=failed -e maint_fail_on=pve2 "$@"
