@@ -32,7 +32,7 @@ ansible-playbook setup.yml "${common[@]}" "$@"
 ansible-playbook proxlb.balancer.rolling_update --check --diff "${rolling[@]}" "${common[@]}" -e maint_marker_dir="$work/dry" "$@" \
   | tee "$work/dry.txt"
 grep -q 'What would move' "$work/dry.txt"
-grep -qE '^changed: \[pve1 -> localhost\]' "$work/dry.txt"
+grep -qE '^changed: \[node-a -> localhost\]' "$work/dry.txt"
 grep -qE '^\+\+\+ after' "$work/dry.txt"
 ansible-playbook check.yml "${common[@]}" -e maint_marker_dir="$work/dry" -e maint_expect=dry "$@"
 
