@@ -99,7 +99,7 @@ def main(argv):
         fail("after the last wave comes %r, not the summary" % rest[:2])
     if any(WAVE.match(name) for name in rest):
         fail("wave tasks after the summary: %r" % rest)
-    numbers = [number for number, _ in labels]
+    numbers = [label[0] for label in labels]
     if numbers != sorted(set(numbers)):
         fail("wave numbers not increasing: %r" % numbers)
     for number, vmids in labels:
@@ -113,12 +113,12 @@ def main(argv):
     migrated = {t["vmid"] for t in tasks if t["type"] in ("qmigrate", "vzmigrate") and t["exitstatus"] == "OK"}
     along = migrated - {t["vmid"] for t in requested}
     order = [t["vmid"] for t in requested]
-    expected = [v for _, vmids in labels for v in vmids]
+    expected = [v for label in labels for v in label[1]]
     if sorted(order) != sorted(expected):
         fail("requested %r, the wave tasks name %r" % (order, expected))
     position = {vmid: i for i, vmid in enumerate(order)}
-    for (number, vmids), (_, following) in zip(labels, labels[1:]):
-        if max(position[v] for v in vmids) > min(position[v] for v in following):
+    for (number, vmids), following in zip(labels, labels[1:]):
+        if max(position[v] for v in vmids) > min(position[v] for v in following[1]):
             fail("a request of the wave after %d came before one of wave %d" % (number, number))
     if not along:
         fail("no guest was moved along by PVE: the scenario does not exercise HA positive affinity")
