@@ -2,7 +2,8 @@
 #
 #   make demo          run playbooks/rebalance.yml against a simulated cluster (tools/pvesim)
 #   make test          sanity + units + integration (stops at the first failure)
-#   make sanity        ansible-test sanity (SANITY_ARGS='--test pylint' to pick tests)
+#   make sanity        ansible-test sanity and lint (SANITY_ARGS='--test pylint' to pick tests)
+#   make lint          ansible-lint, production profile, on roles and playbooks
 #   make units         ansible-test units (UNITS_ARGS='tests/unit/plugins/module_utils/test_x.py')
 #   make integration   ansible-test integration against the simulator (TARGETS='target ...')
 #   make build | clean | distclean
@@ -36,7 +37,8 @@ ANSIBLE_TEST = env TEST_COPY="$(TEST_COPY)" VENV="$(VENV)" scripts/ansible_test.
 
 # ansible-test looks for a cached get-pip script when it builds virtual environments (pip 24.2
 # for ansible-core 2.18/2.19, 25.2 for 2.20/2.21); the stand-in works without the download host.
-GET_PIP_CACHE := $(HOME)/.ansible/test/cache
+# The directory is the one ansible-test derives from ~ (HOME, or the passwd entry without it).
+GET_PIP_CACHE := $(shell $(PYTHON) -c 'import os; print(os.path.expanduser("~/.ansible/test/cache"))')
 GET_PIP_VERSIONS := 24_2 25_2
 
 # Extra arguments, e.g. make sanity SANITY_ARGS='--test pylint', make integration TARGETS=proxlb_plan
@@ -55,11 +57,11 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export ANSIBLE_LOCALHOST_WARNING := False
 export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
 
-.PHONY: help venv collection-link get-pip-standin demo test sanity sanity-compat units \
+.PHONY: help venv collection-link get-pip-standin demo test sanity sanity-compat lint units \
         integration build clean distclean
 
 help:
-	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------------------------------------
 # Environment
@@ -101,7 +103,7 @@ test:
 
 sanity: venv get-pip-standin
 	$(ANSIBLE_TEST) sanity --venv --python $(PY_VERSION) --color no $(SANITY_ARGS)
-	@if [ -z "$(SANITY_ARGS)" ]; then $(MAKE) sanity-compat; fi
+	@if [ -z "$(SANITY_ARGS)" ]; then $(MAKE) sanity-compat && $(MAKE) lint; fi
 
 # Module code must also run on the oldest Python in tests/config.yml (python_requires).
 sanity-compat: venv get-pip-standin
@@ -114,6 +116,11 @@ sanity-compat: venv get-pip-standin
 	  PATH="$(BUILD)/pybin:$$PATH" $(ANSIBLE_TEST) sanity --venv --python $$v \
 	    --test compile --test import --color no; \
 	done
+
+# Roles and playbooks, with the rules and the justified exceptions of .ansible-lint. The
+# collection is found through COLLECTION_LINK; offline: true keeps ansible-lint away from Galaxy.
+lint: venv collection-link
+	PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/ansible-lint --nocolor roles playbooks
 
 units: venv
 	$(ANSIBLE_TEST) units --local --python $(PY_VERSION) --color no $(UNITS_ARGS)

@@ -9,9 +9,14 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rm -rf "$dest"
 mkdir -p "$dest"
 cd "$root"
-# Files deleted from the work tree but still in the index are skipped.
+# Files deleted from the work tree but still in the index are skipped, and so is .ansible/ even
+# where .gitignore does not cover it: ansible-lint keeps a copy of the collection there, which
+# ansible-test would otherwise check as part of this one.
 git ls-files -z --cached --others --exclude-standard \
-  | while IFS= read -r -d '' f; do [ -e "$f" ] || [ -L "$f" ] && printf '%s\0' "$f"; done \
+  | while IFS= read -r -d '' f; do
+      case $f in .ansible/*) continue ;; esac
+      if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
+    done \
   | tar --null -T - -cf - \
   | tar -C "$dest" -xf -
 # ansible-test lists content with git when it finds a .git directory above the working

@@ -19,9 +19,11 @@ sim=(sim.yml -e "@${config}" -e maint_work="$work")
 
 ansible-playbook "${sim[@]}" -e maint_step=setup "$@"
 
-# Dry run: the plan, no write request.
-ansible-playbook proxlb.balancer.evacuate --check "${connection[@]}" -e evacuate_node_name=pve1 "$@" | tee "$work/dry.txt"
+# Dry run: the plan, reported as the change it would make (with the placements), no write request.
+ansible-playbook proxlb.balancer.evacuate --check --diff "${connection[@]}" -e evacuate_node_name=pve1 "$@" | tee "$work/dry.txt"
 grep -q 'What would move' "$work/dry.txt"
+grep -qE '^changed: \[localhost\]' "$work/dry.txt"
+grep -qE '^\+\+\+ after' "$work/dry.txt"
 ansible-playbook "${sim[@]}" -e maint_step=unchanged "$@"
 
 # Drain; the list of moved guests comes back in the custom stats (set_stats), as AWX would hand

@@ -25,12 +25,15 @@ rolling=(-i inventory.yml
   -e "{\"rolling_update_ha_maintenance_command\": $MAINT_HA_COMMAND}"
   -e rolling_update_ha_maintenance_delay=1 -e rolling_update_online_delay=1 -e evacuate_node_verify_delay=1)
 
-# 1. Dry run (AWX job type "check"): plans, no write request, nothing patched.
+# 1. Dry run (AWX job type "check"): plans, no write request, nothing patched; each drain
+#    reports the change it would make, with --diff the placements.
 mkdir -p "$work/dry"
 ansible-playbook setup.yml "${common[@]}" "$@"
-ansible-playbook proxlb.balancer.rolling_update --check "${rolling[@]}" "${common[@]}" -e maint_marker_dir="$work/dry" "$@" \
+ansible-playbook proxlb.balancer.rolling_update --check --diff "${rolling[@]}" "${common[@]}" -e maint_marker_dir="$work/dry" "$@" \
   | tee "$work/dry.txt"
 grep -q 'What would move' "$work/dry.txt"
+grep -qE '^changed: \[node-a -> localhost\]' "$work/dry.txt"
+grep -qE '^\+\+\+ after' "$work/dry.txt"
 ansible-playbook check.yml "${common[@]}" -e maint_marker_dir="$work/dry" -e maint_expect=dry "$@"
 
 # 2. The full run: each node drained, in HA maintenance while patched and rebooted, refilled.
@@ -51,8 +54,9 @@ if ansible-playbook proxlb.balancer.rolling_update "${rolling[@]}" "${common[@]}
   echo "the rolling update succeeded although the patch step of pve2 failed" >&2
   exit 1
 fi
-cat "$work/fail.txt"
-grep -q 'rolling update of pve2 failed' "$work/fail.txt"
-grep -q 'pve2 is still drained' "$work/fail.txt"
-grep -A1 'Leave PVE HA maintenance if a failure left it on' "$work/fail.txt" | grep -q 'included:'
+# The expected failure's output is shown only when it is not the one expected.
+grep -q 'rolling update of pve2 failed' "$work/fail.txt" || { cat "$work/fail.txt"; exit 1; }
+grep -q 'pve2 is still drained' "$work/fail.txt" || { cat "$work/fail.txt"; exit 1; }
+grep -A1 'Leave PVE HA maintenance if a failure left it on' "$work/fail.txt" | grep -q 'included:' \
+  || { cat "$work/fail.txt"; exit 1; }
 ansible-playbook check.yml "${common[@]}" -e maint_marker_dir="$work/fail" -e maint_expect=failed -e maint_fail_on=pve2 "$@"
