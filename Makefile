@@ -152,3 +152,18 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: venv
 	$(VPY) bench/run.py $(BENCH_ARGS)
+
+# ---------------------------------------------------------------------------------------------
+# Supported ansible-core versions: sanity + units on each release line, each in its own
+# .build/venv-<version> (scripts/test_matrix.sh). Picks: MATRIX_VERSIONS=2.21, SANITY_ARGS, UNITS_ARGS.
+
+MATRIX_VERSIONS ?= 2.18 2.19 2.20 2.21
+
+.PHONY: test-matrix changelog
+test-matrix: get-pip-standin
+	env SANITY_ARGS="$(SANITY_ARGS)" UNITS_ARGS="$(UNITS_ARGS)" scripts/test_matrix.sh $(MATRIX_VERSIONS)
+
+# Release notes: folds changelogs/fragments/ into changelogs/changelog.yaml under the version in
+# galaxy.yml and renders CHANGELOG.md.
+changelog: venv
+	PATH="$(VENV)/bin:$$PATH" antsibull-changelog release
