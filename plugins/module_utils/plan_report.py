@@ -263,32 +263,45 @@ def _moves(plan, execution):
         waves.setdefault(_int(move.get("wave")), []).append((move, outcomes.pop(move.get("vmid"), None)))
     for outcome in outcomes.values():   # moves the run added by re-planning
         waves.setdefault(_int(outcome.get("wave")), []).append((None, outcome))
+    entries = [entry for wave in sorted(waves) for entry in waves[wave]]
     out = ['<section id="moves"><h2>Moves</h2>']
-    if not waves:
+    if not entries:
         out.append("<p>No moves. %s</p>" % esc(STOP_WORDS.get(plan.get("stop_reason"), plan.get("stop_reason") or "")))
-    total = sum(len(v) for v in waves.values())
-    headers = ["VMID", "Guest", "Type", "From → to", "GiB", "Reason"] + (["Status", "Seconds", "Detail"] if execution else [])
-    for wave in sorted(waves):
-        entries = waves[wave]
-        rows, classes = [], []
-        for move, outcome in entries:
-            rows.append(_move_row(move or outcome, outcome, execution is not None))
-            classes.append(("extra " if move is None else "") + esc(_dict(outcome).get("status", "")))
-        gib = sum(_num((move or outcome).get("mem_bytes")) or 0 for move, outcome in entries) / GIB
-        mandatory = sum(1 for move, outcome in entries if (move or outcome).get("mandatory"))
-        counts = {}
-        for _move, outcome in entries:
-            if outcome:
-                counts[outcome.get("status")] = counts.get(outcome.get("status"), 0) + 1
-        summary = "Wave %s <span class=\"muted\">%d move(s), %.1f GiB, %d mandatory%s</span>" % (
-            wave or "?", len(entries), gib, mandatory,
-            "".join(", %d %s" % (counts[s], s.replace("_", " ")) for s in STATUS_ORDER if counts.get(s)))
-        table = _table(headers, rows, classes, numeric={0, 4, 7}, css="moves run" if execution else "moves")
-        out.append(_details(summary, table, total <= OPEN_ROWS or bool(counts.get("failed")), raw_summary=True))
+    else:
+        out.append("<p>%s</p>" % esc(_moves_line(entries, len(waves))))
+        headers = ["VMID", "Guest", "Type", "From → to", "GiB", "Reason"] + (["Status", "Seconds", "Detail"] if execution else [])
+        failed = [(m, o) for m, o in entries if o and o.get("status") == "failed"]
+        if failed:
+            out.append("<h3>Failed migrations</h3>")
+            out.append(_table(headers, [_move_row(m or o, o, True) for m, o in failed], ["failed"] * len(failed),
+                              numeric={0, 4, 7}, css="moves run"))
+        # one table, a tbody per wave, so that columns line up across waves
+        bodies = []
+        for wave in sorted(waves):
+            rows = "\n".join(_tr(_move_row(m or o, o, execution is not None), ("extra " if m is None else "") + esc(_dict(o).get("status", "")),
+                                  {0, 4, 7}) for m, o in waves[wave])
+            bodies.append('<tbody><tr class="wave"><th colspan="%d">Wave %s <span class="muted">%s</span></th></tr>\n%s</tbody>'
+                          % (len(headers), wave or "?", esc(_moves_line(waves[wave])), rows))
+        table = '<div class="scroll"><table class="moves%s"><thead><tr>%s</tr></thead>\n%s</table></div>' % (
+            " run" if execution else "", "".join('<th%s>%s</th>' % (' class="num"' if i in (0, 4, 7) else "", esc(h))
+                                                 for i, h in enumerate(headers)), "\n".join(bodies))
+        out.append(_details("All moves by wave: %d move(s) in %d wave(s)" % (len(entries), len(waves)), table, len(entries) <= OPEN_ROWS))
     if execution:
         out.append(_waves_table(execution))
     out.append("</section>")
     return "\n".join(out)
+
+
+def _moves_line(entries, wave_count=None):
+    """'12 move(s) in 3 wave(s), 48.0 GiB, 2 mandatory, 11 ok, 1 failed'"""
+    gib = sum(_num((m or o).get("mem_bytes")) or 0 for m, o in entries) / GIB
+    counts = {}
+    for _move, outcome in entries:
+        if outcome:
+            counts[outcome.get("status")] = counts.get(outcome.get("status"), 0) + 1
+    text = "%d move(s)%s, %.1f GiB, %d mandatory" % (len(entries), " in %d wave(s)" % wave_count if wave_count else "", gib,
+                                                      sum(1 for m, o in entries if (m or o).get("mandatory")))
+    return text + "".join(", %d %s" % (counts[s], s.replace("_", " ")) for s in STATUS_ORDER if counts.get(s))
 
 
 def _move_row(move, outcome, with_outcome):
@@ -301,7 +314,7 @@ def _move_row(move, outcome, with_outcome):
         status = outcome.get("status", "not in the run")
         detail = [str(outcome[k]) for k in ("error", "note") if outcome.get(k)]
         if outcome.get("final_node") and outcome["final_node"] != move.get("to"):
-            detail.append("now on %s" % outcome["final_node"])
+            detail.append("%s on %s" % ("still" if outcome["final_node"] == move.get("from") else "now", outcome["final_node"]))
         if move is outcome:
             detail.append("added by re-planning during the run")
         row += ['<span class="tag %s">%s</span>' % (esc(status), esc(status)),
@@ -462,11 +475,14 @@ def natural_key(name):
 
 def _table(headers, rows, classes, numeric=(), css=""):
     head = "".join('<th%s>%s</th>' % (' class="num"' if i in numeric else "", esc(h)) for i, h in enumerate(headers))
-    body = "\n".join('<tr%s>%s</tr>' % (' class="%s"' % cls if cls else "",
-                                        "".join('<td%s>%s</td>' % (' class="num"' if i in numeric else "", cell) for i, cell in enumerate(row)))
-                     for row, cls in zip(rows, classes))
+    body = "\n".join(_tr(row, cls, numeric) for row, cls in zip(rows, classes))
     return '<div class="scroll"><table%s><thead><tr>%s</tr></thead><tbody>\n%s\n</tbody></table></div>' % (
         ' class="%s"' % css if css else "", head, body)
+
+
+def _tr(cells, cls, numeric):
+    return '<tr%s>%s</tr>' % (' class="%s"' % cls if cls else "",
+                              "".join('<td%s>%s</td>' % (' class="num"' if i in numeric else "", cell) for i, cell in enumerate(cells)))
 
 
 def _details(summary, inner, open_, raw_summary=False):
