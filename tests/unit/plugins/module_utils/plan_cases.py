@@ -1,13 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) proxlb.balancer contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Real plans for the plan schema and the plan report: hand-built clusters and clusters served
-by the PVE simulator (tools/pvesim), collected through the real client."""
+"""Real plans for the plan schema and the plan report (hand-built clusters and clusters served by
+the PVE simulator, tools/pvesim, collected through the real client), and a reader of report pages."""
 
 from __future__ import annotations
 
 import os
 import sys
+from html.parser import HTMLParser
 
 from ansible_collections.proxlb.balancer.plugins.module_utils import collector, planner, pve_api
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import HaRule
@@ -87,3 +88,69 @@ def collect(sim):
 
 def first_nodes(snapshot, count):
     return sorted(snapshot.nodes)[:count]
+
+
+# -- reading a rendered report ---------------------------------------------------------------------
+# Elements the report is made of; anything else in a page came from data that was not escaped.
+ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "main", "header", "footer", "nav", "section", "h1", "h2",
+                "h3", "p", "a", "div", "span", "b", "i", "dl", "dt", "dd", "ul", "li", "details", "summary", "table", "thead",
+                "tbody", "tr", "th", "td", "pre", "svg", "g", "rect", "line", "text"}
+
+
+class Page(HTMLParser):
+    """Tags, attributes, text and table rows of a rendered page, as a browser's parser sees them."""
+
+    def __init__(self, html):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.attrs, self.text, self.rows, self.details = [], [], [], [], []
+        self.row = self.cell = None
+        self.in_style = False
+        self.feed(html)
+        self.close()
+        self.all_text = "\n".join(self.text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs.extend((tag, k, v) for k, v in attrs)
+        self.in_style = tag == "style"
+        if tag == "tr":
+            self.row = []
+        elif tag in ("td", "th") and self.row is not None:
+            self.cell = []
+        elif tag == "details":
+            self.details.append(dict(attrs))
+
+    def handle_endtag(self, tag):
+        self.in_style = False
+        if tag in ("td", "th") and self.cell is not None:
+            self.row.append("".join(self.cell).strip())
+            self.cell = None
+        elif tag == "tr" and self.row is not None:
+            self.rows.append(self.row)
+            self.row = None
+
+    def handle_data(self, data):
+        if self.in_style:
+            return
+        self.text.append(data)
+        if self.cell is not None:
+            self.cell.append(data)
+
+    def has_move(self, move):
+        wanted = [str(move["vmid"]), move["name"], move["type"], "%s → %s" % (move["from"], move["to"])]
+        return any(row[:4] == wanted for row in self.rows)
+
+
+def assert_self_contained(html):
+    page = Page(html)
+    lower = html.lower()
+    for needle in ("http://", "https://", "@import", "url(", "<script", "<link", "<iframe", "<img", "<object", "<embed"):
+        assert needle not in lower, needle
+    assert set(page.tags) <= ALLOWED_TAGS, set(page.tags) - ALLOWED_TAGS
+    for tag, name, value in page.attrs:
+        assert name not in ("src", "srcset", "action", "formaction", "xlink:href", "background", "poster"), (tag, name)
+        assert not name.startswith("on"), (tag, name)
+        if name == "href":
+            assert value.startswith("#"), value
+        assert "//" not in (value or "") or name in ("content", "aria-label"), (tag, name, value)
+    return page

@@ -8,65 +8,15 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-from html.parser import HTMLParser
-
 import pytest
 
 from ansible_collections.proxlb.balancer.plugins.module_utils import plan_report, planner
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils import plan_cases
-from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.plan_cases import HOSTILE
+from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.plan_cases import HOSTILE, Page, assert_self_contained
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import settings
 
-# Elements the report is made of; anything else in a page came from data that was not escaped.
-ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "main", "header", "footer", "nav", "section", "h1", "h2",
-                "h3", "p", "a", "div", "span", "b", "i", "dl", "dt", "dd", "ul", "li", "details", "summary", "table", "thead",
-                "tbody", "tr", "th", "td", "pre", "svg", "g", "rect", "line", "text"}
 HAND_BUILT = plan_cases.hand_built_cases()
-
-
-class Page(HTMLParser):
-    """Tags, attributes, text and table rows of a rendered page, as a browser's parser sees them."""
-
-    def __init__(self, html):
-        super().__init__(convert_charrefs=True)
-        self.tags, self.attrs, self.text, self.rows, self.details = [], [], [], [], []
-        self.row = self.cell = None
-        self.in_style = False
-        self.feed(html)
-        self.close()
-        self.all_text = "\n".join(self.text)
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        self.attrs.extend((tag, k, v) for k, v in attrs)
-        self.in_style = tag == "style"
-        if tag == "tr":
-            self.row = []
-        elif tag in ("td", "th") and self.row is not None:
-            self.cell = []
-        elif tag == "details":
-            self.details.append(dict(attrs))
-
-    def handle_endtag(self, tag):
-        self.in_style = False
-        if tag in ("td", "th") and self.cell is not None:
-            self.row.append("".join(self.cell).strip())
-            self.cell = None
-        elif tag == "tr" and self.row is not None:
-            self.rows.append(self.row)
-            self.row = None
-
-    def handle_data(self, data):
-        if self.in_style:
-            return
-        self.text.append(data)
-        if self.cell is not None:
-            self.cell.append(data)
-
-    def has_move(self, move):
-        wanted = [str(move["vmid"]), move["name"], move["type"], "%s → %s" % (move["from"], move["to"])]
-        return any(row[:4] == wanted for row in self.rows)
 
 
 def demo_plan():
@@ -113,21 +63,6 @@ def hostile_everything():
     plan["settings"]["ignore_guests"] = ["veeam-*" + HOSTILE]
     plan["capacity_conflicts"] = [{"node": HOSTILE}]
     return plan, execution_of(plan, failed={plan["moves"][0]["vmid"]}, stopped=True), maintenance_of(plan)
-
-
-def assert_self_contained(html):
-    page = Page(html)
-    lower = html.lower()
-    for needle in ("http://", "https://", "@import", "url(", "<script", "<link", "<iframe", "<img", "<object", "<embed"):
-        assert needle not in lower, needle
-    assert set(page.tags) <= ALLOWED_TAGS, set(page.tags) - ALLOWED_TAGS
-    for tag, name, value in page.attrs:
-        assert name not in ("src", "srcset", "action", "formaction", "xlink:href", "background", "poster"), (tag, name)
-        assert not name.startswith("on"), (tag, name)
-        if name == "href":
-            assert value.startswith("#"), value
-        assert "//" not in (value or "") or name in ("content", "aria-label"), (tag, name, value)
-    return page
 
 
 def test_hostile_names_tags_pools_nodes_and_reasons_are_escaped():

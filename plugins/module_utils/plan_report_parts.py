@@ -1,17 +1,23 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) proxlb.balancer contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Style sheet and inline SVG bar charts of the HTML plan report (``plan_report``).
+"""The parts the HTML plan report (``plan_report``) is built from: style sheet, inline SVG bar
+charts, tables, and the tolerant reading and formatting of plan values.
 
 Pure string building: no I/O, no clock, nothing fetched. Every text that may come from the
-cluster is escaped here (``esc``); colours live in the style sheet, so a chart is plain
-geometry with class names and prints and scales like the rest of the page.
+cluster goes through ``esc``; colours live in the style sheet, so a chart is plain geometry
+with class names and prints and scales like the rest of the page. Plans from older and newer
+versions may miss keys or hold other types, so values are read with ``as_dict``, ``num``, ...
+that never raise.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from html import escape
+
+from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB
 
 # The chart is drawn in viewBox units; the page scales it to the width available.
 WIDTH = 800
@@ -111,7 +117,7 @@ svg text.value{font-variant-numeric:tabular-nums;font-size:11px}
 footer{color:var(--muted);font-size:12px;text-align:center;margin:16px 0}
 @media (max-width:640px){
 main{padding:8px}section{padding:8px 10px;border-radius:6px}h1{font-size:19px}
-th,td{padding:2px 5px}.card b{font-size:17px}.narrow-hide{display:none}
+th,td{padding:2px 5px}.card b{font-size:17px}.chart svg{min-width:760px}
 }
 @media print{
 body{background:#fff;font-size:11px}main{max-width:none;padding:0}nav{display:none}
@@ -222,3 +228,79 @@ def _row(row, top, row_h, x):
 def legend(items):
     """Legend entries (css class of the swatch, text) as HTML."""
     return '<div class="legend">%s</div>' % "".join('<span><i class="%s"></i>%s</span>' % (cls, esc(text)) for cls, text in items)
+
+
+# -- tables and values ---------------------------------------------------------------------------
+def natural_key(name):
+    """pve2 before pve10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", str(name))]
+
+
+def table(headers, rows, classes, numeric=(), css=""):
+    head = "".join('<th%s>%s</th>' % (' class="num"' if i in numeric else "", esc(h)) for i, h in enumerate(headers))
+    body = "\n".join(tr(row, cls, numeric) for row, cls in zip(rows, classes))
+    return '<div class="scroll"><table%s><thead><tr>%s</tr></thead><tbody>\n%s\n</tbody></table></div>' % (
+        ' class="%s"' % css if css else "", head, body)
+
+
+def tr(cells, cls, numeric):
+    return '<tr%s>%s</tr>' % (' class="%s"' % cls if cls else "",
+                              "".join('<td%s>%s</td>' % (' class="num"' if i in numeric else "", cell) for i, cell in enumerate(cells)))
+
+
+def details(summary, inner, open_, raw_summary=False):
+    return "<details%s><summary>%s</summary>\n%s\n</details>" % (" open" if open_ else "", summary if raw_summary else esc(summary), inner)
+
+
+def compact(value):
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join("%s=%s" % kv for kv in sorted(value.items(), key=lambda kv: str(kv[0])))
+    return value
+
+
+def count(value, noun):
+    return None if value is None else "%s %s%s" % (value, noun, "" if value == 1 else "s")
+
+
+def as_dict(value):
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value):
+    return value if isinstance(value, list) else []
+
+
+def num(value):
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def whole(value):
+    number = num(value)
+    return int(number) if number is not None else 0
+
+
+def pct(value):
+    number = num(value)
+    return "–" if number is None else "%.1f" % number
+
+
+def gib(value):
+    number = num(value)
+    return "–" if number is None else "%.1f" % (number / GIB)
+
+
+def plain(value, form="%g"):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return form % value
+    if value is None:
+        return "–"
+    return str(value)
