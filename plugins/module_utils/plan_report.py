@@ -31,7 +31,6 @@ is escaped.
 from __future__ import annotations
 
 import json
-import re
 
 from ansible_collections.proxlb.balancer.plugins.module_utils.plan_report_parts import (
     CSS, as_dict, as_list, bar_chart, compact, count, details, esc, gib, legend, natural_key, num, pct, plain, table, tr, whole)
@@ -275,12 +274,13 @@ def _moves(plan, execution):
         if failed:
             out.append("<h3>Failed migrations</h3>")
             out.append(table(headers, [_move_row(m or o, o, True) for m, o in failed], ["failed"] * len(failed),
-                              numeric={0, 4, 7}, css="moves run"))
+                             numeric={0, 4, 7}, css="moves run"))
         # one table, a tbody per wave, so that columns line up across waves
         bodies = []
         for wave in sorted(waves):
-            rows = "\n".join(tr(_move_row(m or o, o, execution is not None), ("extra " if m is None else "") + esc(as_dict(o).get("status", "")),
-                                  {0, 4, 7}) for m, o in waves[wave])
+            rows = "\n".join(tr(_move_row(m or o, o, execution is not None),
+                                ("extra " if m is None else "") + esc(as_dict(o).get("status", "")), {0, 4, 7})
+                             for m, o in waves[wave])
             bodies.append('<tbody><tr class="wave"><th colspan="%d">Wave %s <span class="muted">%s</span></th></tr>\n%s</tbody>'
                           % (len(headers), wave or "?", esc(_moves_line(waves[wave])), rows))
         listing = '<div class="scroll"><table class="moves%s"><thead><tr>%s</tr></thead>\n%s</table></div>' % (
@@ -300,8 +300,8 @@ def _moves_line(entries, wave_count=None):
     for _move, outcome in entries:
         if outcome:
             counts[outcome.get("status")] = counts.get(outcome.get("status"), 0) + 1
-    text = "%d move(s)%s, %.1f GiB, %d mandatory" % (len(entries), " in %d wave(s)" % wave_count if wave_count else "", moved_gib,
-                                                      sum(1 for m, o in entries if (m or o).get("mandatory")))
+    mandatory = sum(1 for m, o in entries if (m or o).get("mandatory"))
+    text = "%d move(s)%s, %.1f GiB, %d mandatory" % (len(entries), " in %d wave(s)" % wave_count if wave_count else "", moved_gib, mandatory)
     return text + "".join(", %d %s" % (counts[s], s.replace("_", " ")) for s in STATUS_ORDER if counts.get(s))
 
 
@@ -389,12 +389,12 @@ def _problems(plan):
     if conflicts:
         out.append("<h3>Rule conflicts</h3>")
         out.append(table(["Kind", "Message", "Guests"], [[esc(c.get("kind")), esc(c.get("message")), esc(compact(c.get("guests")))]
-                                                          for c in conflicts], ["failed"] * len(conflicts)))
+                                                         for c in conflicts], ["failed"] * len(conflicts)))
     if failures:
         out.append("<h3>Mandatory moves that could not be planned</h3>")
         out.append(table(["Reason", "Node", "Guests", "Detail"],
-                          [[esc(f.get("reason")), esc(f.get("node")), esc(compact(f.get("vmids"))), esc(f.get("detail"))] for f in failures],
-                          ["failed"] * len(failures)))
+                         [[esc(f.get("reason")), esc(f.get("node")), esc(compact(f.get("vmids"))), esc(f.get("detail"))] for f in failures],
+                         ["failed"] * len(failures)))
     if unsequenced:
         out.append("<h3>Moves no order could run safely (not planned)</h3>")
         out.append(table(["VMID", "Guest", "From → to", "Reason"], [[esc(m.get("vmid")), esc(m.get("name")), "%s → %s" % (

@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.proxlb.balancer.plugins.module_utils import plan_report, planner
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import GIB
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils import plan_cases
-from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.plan_cases import HOSTILE, Page, assert_self_contained
+from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.plan_cases import HOSTILE, assert_self_contained
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import settings
 
 HAND_BUILT = plan_cases.hand_built_cases()
