@@ -56,9 +56,9 @@ section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:1
 .banner{border-left:4px solid var(--hot);background:#fff7ed;padding:6px 10px;margin:6px 0;border-radius:4px}
 .banner.bad{border-color:var(--bad);background:#fdf2f2}
 .banner.good{border-color:var(--ok);background:#f0fdf4}
-dl.settings{display:grid;grid-template-columns:repeat(auto-fit,minmax(270px,1fr));gap:2px 16px;margin:6px 0}
+dl.settings{display:grid;grid-template-columns:repeat(auto-fit,minmax(290px,1fr));gap:2px 16px;margin:6px 0}
 dl.settings div{display:flex;gap:8px;border-bottom:1px dotted var(--line);padding:2px 0}
-dl.settings dt{color:var(--muted);flex:0 0 11.5em;overflow-wrap:anywhere}
+dl.settings dt{color:var(--muted);flex:0 0 13em;overflow-wrap:anywhere}
 dl.settings dd{margin:0;overflow-wrap:anywhere}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:13px}

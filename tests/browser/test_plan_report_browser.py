@@ -80,7 +80,7 @@ def pages(tmp_path_factory):
         plan = planner.plan(snap, settings())
         result["demo-plan"] = (plan.to_dict(), plan_report.render_plan_html(plan.to_dict(), generated_at=WHEN))
         sim.set_faults(migration_failure_rate=0.4, seed=2)
-        run = executor.execute(_client(sim), snap, settings(), plan,
+        run = executor.execute(plan_cases.client(sim), snap, settings(), plan,
                                executor.ExecOptions.from_params({"on_failure": "continue", "parallel_migrations": 2}))
         outcome = dict(run.to_dict(), plan=plan.to_dict())
         result["demo-run"] = (plan.to_dict(), plan_report.render_result_html(outcome, generated_at=WHEN))
@@ -89,13 +89,6 @@ def pages(tmp_path_factory):
     plan = planner.plan(big, settings(maintenance_nodes=plan_cases.first_nodes(big, 3))).to_dict()
     result["64-nodes"] = (plan, plan_report.render_plan_html(plan, generated_at=WHEN))
     return result
-
-
-def _client(sim):
-    from ansible_collections.proxlb.balancer.plugins.module_utils import pve_api  # pylint: disable=import-outside-toplevel
-    return pve_api.open_client(pve_api.ConnectionSettings(
-        hosts=["127.0.0.1:%d" % sim.port], user="root@pam", token_id=plan_cases.TOKEN[0], token_secret=plan_cases.TOKEN[1],
-        validate_certs=True, ca_path=sim.ca_path, timeout=30))
 
 
 @pytest.mark.parametrize("name", ["demo-plan", "demo-run", "64-nodes"])

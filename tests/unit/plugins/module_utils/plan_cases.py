@@ -78,12 +78,16 @@ def simulator_module():
     return pvesim
 
 
-def collect(sim):
-    """The simulated cluster as proxlb_cluster_info reads it: real client, HTTPS, verified TLS."""
-    client = pve_api.open_client(pve_api.ConnectionSettings(
+def client(sim):
+    """The real client to the simulator: token auth, HTTPS, TLS verified against its CA."""
+    return pve_api.open_client(pve_api.ConnectionSettings(
         hosts=["127.0.0.1:%d" % sim.port], user="root@pam", token_id=TOKEN[0], token_secret=TOKEN[1],
         validate_certs=True, ca_path=sim.ca_path, timeout=30))
-    return collector.collect(client)
+
+
+def collect(sim):
+    """The simulated cluster as proxlb_cluster_info reads it."""
+    return collector.collect(client(sim))
 
 
 def first_nodes(snapshot, count):
