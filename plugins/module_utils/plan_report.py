@@ -154,7 +154,8 @@ def _settings(plan, maintenance):
             items.append((key, "%s %%" % plain(settings[key]) if settings[key] is not None else "none"))
     items.append(("maintenance_nodes", ", ".join(map(str, as_list(settings.get("maintenance_nodes")))) or "none"))
     if maintenance:
-        items.append(("maintenance", "%s: %s" % (maintenance.get("state", "?"), ", ".join(sorted(map(str, as_dict(maintenance.get("nodes"))), key=natural_key)))))
+        drained = sorted(map(str, as_dict(maintenance.get("nodes"))), key=natural_key)
+        items.append(("maintenance", "%s: %s" % (maintenance.get("state", "?"), ", ".join(drained))))
     items.append(("node_resource_reserve", _reserve_text(settings.get("node_resource_reserve"))))
     shown = {"method", "mode", "balanciness", "target_spread", "maintenance_nodes", "node_resource_reserve"}
     shown.update(r + "_threshold" for r in RESOURCES)
