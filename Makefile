@@ -1,11 +1,13 @@
 # Build and test harness for the proxlb.balancer collection.
 #
 #   make demo          run playbooks/rebalance.yml against a simulated cluster (tools/pvesim)
-#   make test          sanity + units + integration (stops at the first failure)
+#   make test          sanity + units + integration + report-browser-test (stops at the first failure)
 #   make sanity        ansible-test sanity and lint (SANITY_ARGS='--test pylint' to pick tests)
 #   make lint          ansible-lint, production profile, on roles and playbooks
 #   make units         ansible-test units (UNITS_ARGS='tests/unit/plugins/module_utils/test_x.py')
 #   make integration   ansible-test integration against the simulator (TARGETS='target ...')
+#   make report-browser-test   the HTML plan report in headless Chromium (screenshots in tests/output/report/)
+#   make test-matrix   sanity + units on every supported ansible-core (2.18, 2.19, 2.20, 2.21)
 #   make build | clean | distclean
 #
 # Needs only Python 3.11 (or another python3 that ansible-core 2.19 supports), GNU make and git;
@@ -58,10 +60,10 @@ export ANSIBLE_LOCALHOST_WARNING := False
 export ANSIBLE_INVENTORY_UNPARSED_WARNING := False
 
 .PHONY: help venv collection-link get-pip-standin demo test sanity sanity-compat lint units \
-        integration build clean distclean
+        integration report-browser-test build clean distclean
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------------------------------------
 # Environment
@@ -100,6 +102,7 @@ test:
 	$(MAKE) sanity
 	$(MAKE) units
 	$(MAKE) integration
+	$(MAKE) report-browser-test
 
 sanity: venv get-pip-standin
 	$(ANSIBLE_TEST) sanity --venv --python $(PY_VERSION) --color no $(SANITY_ARGS)
@@ -128,6 +131,12 @@ units: venv
 integration: venv
 	scripts/with_pvesim.sh $(SCENARIO) -- $(ANSIBLE_TEST) integration --local --python $(PY_VERSION) \
 	  --color no $(INTEGRATION_ARGS) $(TARGETS)
+
+# A plain pytest run outside ansible-test: it installs Debian's chromium when it is missing (as
+# root), and leaves its pages and screenshots in this checkout's tests/output/report/.
+BROWSER_ARGS ?=
+report-browser-test: venv
+	$(VPY) -m pytest -p no:cacheprovider -q tests/browser $(BROWSER_ARGS)
 
 # ---------------------------------------------------------------------------------------------
 # Packaging
