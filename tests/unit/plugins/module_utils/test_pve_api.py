@@ -612,13 +612,13 @@ def test_sim_audit_token_may_read_but_not_migrate(sim):
 
 
 @pytest.mark.parametrize("scenario", ["pve8", "pve9", "demo"])
-def test_sim_collection_is_six_requests(sim, scenario):
+def test_sim_collection_is_eight_requests(sim, scenario):
     from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect
     sim.reset(scenario)
     sim.reset_calls()
     client = sim_client(sim)
     snapshot = collect(client)
-    assert snapshot.api_calls == client.calls == sim.calls()["total"] == 6
+    assert snapshot.api_calls == client.calls == sim.calls()["total"] == 8
     assert snapshot.guests and snapshot.nodes
     if snapshot.version >= (9, 0, 0):
         assert "GET /cluster/ha/rules" in client.calls_by_endpoint
@@ -634,4 +634,4 @@ def test_sim_call_count_is_the_same_for_3_and_64_nodes(sim):
         sim.reset_calls()
         snapshot = collect(sim_client(sim))
         counts.append((snapshot.api_calls, sim.calls()["total"]))
-    assert counts[0] == counts[1] == (6, 6)
+    assert counts[0] == counts[1] == (8, 8)
