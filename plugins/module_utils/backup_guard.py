@@ -149,8 +149,8 @@ def _migrations(snapshot, report, own):
             report.migrations.append(_migration_entry(task))
             detail = "%s task %s by %s on %s" % (task.type, task.upid, task.user or "?", task.node)
             if task.vmid in snapshot.guests:
-                report.hold_guest(task.vmid, Hold(HOLD_MIGRATING, "guest %d is being migrated: %s" % (task.vmid, detail),
-                                             upid=task.upid))
+                hold = Hold(HOLD_MIGRATING, "guest %d is being migrated: %s" % (task.vmid, detail), upid=task.upid)
+                report.hold_guest(task.vmid, hold)
             report.keep_out(task.node, Hold(HOLD_MIGRATING, "a migration runs on %s: %s" % (task.node, detail), upid=task.upid))
         elif task.type in NODE_MIGRATION_TASK_TYPES:
             report.migrations.append(_migration_entry(task))
@@ -237,8 +237,9 @@ def _backup_windows(snapshot, report, now, guard_min):
             continue
         due, detail = window
         for vmid in job_guests(snapshot, job):
-            report.hold_guest(vmid, Hold(HOLD_BACKUP_WINDOW, "guest %d: backup job %s %s" % (vmid, job.id, detail),
-                                    job=job.id, due=due.isoformat() if due is not None else None))
+            hold = Hold(HOLD_BACKUP_WINDOW, "guest %d: backup job %s %s" % (vmid, job.id, detail),
+                        job=job.id, due=due.isoformat() if due is not None else None)
+            report.hold_guest(vmid, hold)
 
 
 def _job_window(job, now, guard, warnings):

@@ -25,8 +25,6 @@ import time
 import urllib.error
 import urllib.request
 
-from .errors import perm_error
-
 JOB_KEYS = {"id", "schedule", "enabled", "vmid", "all", "exclude", "pool", "node", "storage", "mode", "comment",
             "notes-template", "prune-backups", "repeat-missed", "compress"}
 # finished tasks kept per node in /cluster/tasks, like the size limit of PVE's broadcast task list
@@ -219,8 +217,8 @@ def finish_backup(state, task, exitstatus: str) -> None:
         guest.lock = None
     elapsed = int(time.time()) - task.starttime
     if exitstatus == "OK":
-        task.log("INFO: Finished Backup of VM %d (%02d:%02d:%02d)" % (task.vmid, elapsed // 3600, elapsed // 60 % 60,
-                                                                     elapsed % 60), stamped=False)
+        clock = "%02d:%02d:%02d" % (elapsed // 3600, elapsed // 60 % 60, elapsed % 60)
+        task.log("INFO: Finished Backup of VM %d (%s)" % (task.vmid, clock), stamped=False)
         task.log("INFO: Backup job finished successfully", stamped=False)
     else:
         task.log("ERROR: Backup of VM %d failed - %s" % (task.vmid, exitstatus), stamped=False)
