@@ -140,14 +140,10 @@ def h_cluster_backup(req):
 
 
 def _task_entry(task) -> dict:
-    entry = {"upid": task.upid, "node": task.node, "pid": task.pid, "pstart": task.pstart, "starttime": task.starttime,
-             "type": task.type, "id": task.id, "user": task.user}
-    if task.tokenid:
-        entry["tokenid"] = task.tokenid
-    # running tasks carry neither status nor endtime in the cluster list
-    if task.status != "running":
-        entry["endtime"] = task.endtime
-        entry["status"] = task.exitstatus
+    entry = task.list_entry()
+    # the node list says RUNNING; in the cluster list a running task has no status at all
+    if task.status == "running":
+        entry.pop("status", None)
     return entry
 
 
