@@ -179,7 +179,7 @@ def _migration_entry(task):
 # -- backups running -----------------------------------------------------------------------
 
 def _running_backups(snapshot, report):
-    jobs = snapshot.backup_jobs or []
+    selections = [(job, job_guests(snapshot, job)) for job in snapshot.backup_jobs or []]
     for task in snapshot.running_tasks or []:
         if task.type not in BACKUP_TASK_TYPES:
             continue
@@ -192,8 +192,7 @@ def _running_backups(snapshot, report):
                     task.vmid, task.node, task.upid), upid=task.upid))
             continue
         # A job run for several guests names none of them: hold what its node's part may still take.
-        covering = [(job, vmid) for job in jobs for vmid in job_guests(snapshot, job)
-                    if snapshot.guests[vmid].node == task.node]
+        covering = [(job, vmid) for job, vmids in selections for vmid in vmids if snapshot.guests[vmid].node == task.node]
         for job, vmid in covering:
             report.hold_guest(vmid, Hold(HOLD_BACKUP_RUNNING, "a backup run on %s (%s) covers guest %d (job %s)" % (
                 task.node, task.upid, vmid, job.id), job=job.id, upid=task.upid))
