@@ -11,6 +11,9 @@ The calls, whatever the cluster size (``COLLECT_CALLS``):
 4. ``GET /cluster/status`` - cluster name and quorum
 5. ``GET /cluster/ha/status/current`` - HA-managed guests, LRM maintenance mode, quorum
 6. ``GET /cluster/ha/rules`` (PVE >= 9) or ``GET /cluster/ha/groups`` (PVE 8)
+7. ``GET /cluster/backup`` - backup jobs: schedule and which guests (``with_backups``)
+8. ``GET /cluster/tasks`` - the cluster-wide task list, of which the running tasks are kept
+   (``with_tasks``): backups (vzdump) and migrations in progress, by anyone
 
 Optional per-node extras, the only calls that grow with the cluster:
 ``GET /nodes/{node}/rrddata`` per online node (``with_pressure``, PVE >= 9) and
@@ -32,7 +35,9 @@ from typing import Dict, List
 
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError, PveApiError
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import (
+    BackupJob,
     ClusterSnapshot,
+    ClusterTask,
     Guest,
     HaGroup,
     HaRule,
@@ -48,6 +53,8 @@ COLLECT_CALLS = (
     "GET /cluster/status",
     "GET /cluster/ha/status/current",
     "GET /cluster/ha/rules (PVE >= 9) | GET /cluster/ha/groups (PVE 8)",
+    "GET /cluster/backup",
+    "GET /cluster/tasks",
 )
 PRESSURE_WINDOWS = ("hour", "day", "week", "month", "year")
 # rrddata data source -> Node.pressure key (percent, kernel PSI avg10)
@@ -61,6 +68,10 @@ PRESSURE_FIELDS = {
 GUEST_VOLUME_CONTENT = ("images", "rootdir")
 _TAG_SPLIT = re.compile(r"[;,\s]+")
 _GROUPS_MIGRATED = "migrated to rules"
+_UPID = re.compile(r"^UPID:(?P<node>[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?):(?P<pid>[0-9A-Fa-f]{8}):"
+                   r"(?P<pstart>[0-9A-Fa-f]{8,9}):(?P<starttime>[0-9A-Fa-f]{8}):(?P<type>[^:\s/]+):"
+                   r"(?P<id>[^:\s/]*):(?P<user>[^:\s/]+):$")
+_WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 # -- number and flag coercion (PVE sends ints as strings in places) ------------------------
@@ -392,6 +403,105 @@ def apply_ha_status(snapshot, status):
             )
 
 
+# -- backup jobs and running tasks ---------------------------------------------------------
+
+def _vmid_list(value):
+    """``'100,101'``, ``'100 101'``, ``100`` or ``[100, '101']`` -> ``[100, 101]``; junk dropped."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    vmids = []
+    for item in _TAG_SPLIT.split(str(value)):
+        if item.isdigit() and int(item) not in vmids:
+            vmids.append(int(item))
+    return vmids
+
+
+def _job_schedule(entry):
+    """The job's calendar event; jobs from before PVE 7.1 carry ``dow`` + ``starttime`` instead."""
+    schedule = _str(entry.get("schedule"))
+    if schedule or not _str(entry.get("starttime")):
+        return schedule
+    days = [day for day in split_list(entry.get("dow")) if day in _WEEK]
+    if not days or len(set(days)) == len(_WEEK):
+        return str(entry["starttime"]).strip()
+    return "%s %s" % (",".join(days), str(entry["starttime"]).strip())
+
+
+def backup_jobs_from_api(jobs):
+    """``/cluster/backup`` -> ``[BackupJob]`` in PVE's order; ``enabled`` absent means enabled."""
+    result = []
+    for entry in jobs or []:
+        if not isinstance(entry, dict) or not _str(entry.get("id")):
+            continue
+        if (_str(entry.get("type")) or "vzdump") != "vzdump":
+            continue
+        result.append(BackupJob(
+            id=_str(entry["id"]),
+            schedule=_job_schedule(entry),
+            enabled=_bool(entry.get("enabled"), default=True),
+            all_guests=_bool(entry.get("all")),
+            vmids=_vmid_list(entry.get("vmid")),
+            exclude=_vmid_list(entry.get("exclude")),
+            pool=_str(entry.get("pool")),
+            node=_str(entry.get("node")),
+            storage=_str(entry.get("storage")),
+            next_run=_int(entry.get("next-run"), None),
+            comment=_str(entry.get("comment")),
+        ))
+    return result
+
+
+def parse_upid(upid):
+    """``UPID:node:pid:pstart:starttime:type:id:user:`` -> dict of its parts (numbers as int), or None."""
+    match = _UPID.match(str(upid or "").strip())
+    if not match:
+        return None
+    parts = match.groupdict()
+    for key in ("pid", "pstart", "starttime"):
+        parts[key] = int(parts[key], 16)
+    return parts
+
+
+def _task_running(entry):
+    # /cluster/tasks leaves status out while a task runs; the per-node list says RUNNING
+    status = _str(entry.get("status"))
+    return (status is None or status.upper() == "RUNNING") and not entry.get("endtime")
+
+
+def running_tasks_from_api(tasks):
+    """``/cluster/tasks`` -> the tasks still running as ``[ClusterTask]``, sorted by node, start, UPID.
+
+    The UPID is authoritative for node, type, id, user and start; the entry's own fields fill in
+    when a UPID does not parse. Finished tasks are dropped.
+    """
+    result = []
+    for entry in tasks or []:
+        if not isinstance(entry, dict) or not _task_running(entry):
+            continue
+        upid = _str(entry.get("upid")) or ""
+        parts = parse_upid(upid)
+        if parts is None:
+            user = _str(entry.get("user")) or ""
+            token = _str(entry.get("tokenid"))
+            parts = {"node": _str(entry.get("node")), "type": _str(entry.get("type")), "id": _str(entry.get("id")) or "",
+                     "user": "%s!%s" % (user, token) if token and "!" not in user else user,
+                     "starttime": _int(entry.get("starttime"))}
+        if not parts["node"] or not parts["type"]:
+            continue
+        task_id = str(parts["id"] or "").strip()
+        result.append(ClusterTask(
+            upid=upid,
+            node=parts["node"],
+            type=parts["type"],
+            vmid=int(task_id) if task_id.isdigit() else None,
+            user=parts["user"],
+            starttime=parts["starttime"],
+        ))
+    return sorted(result, key=lambda t: (t.node, t.starttime, t.upid))
+
+
 # -- per-node extras -----------------------------------------------------------------------
 
 def pressure_from_rrddata(rows):
@@ -436,11 +546,13 @@ def add_local_volumes(snapshot, node, volumes):
 
 # -- the collection ------------------------------------------------------------------------
 
-def collect(client, with_pressure=False, pressure_window="hour", with_local_volumes=False, warnings=None):
+def collect(client, with_pressure=False, pressure_window="hour", with_local_volumes=False, warnings=None,
+            with_backups=True, with_tasks=True):
     """Read the cluster through ``client`` (a connected ``PveClient``) into a ``ClusterSnapshot``.
 
     ``warnings``, if a list, receives one line per optional per-node read that failed (e.g. a
-    node went away mid-collection); the snapshot is still returned without that detail.
+    node went away mid-collection) and one if the backup jobs may not be read (no Sys.Audit);
+    the snapshot is still returned without that detail.
     """
     if pressure_window not in PRESSURE_WINDOWS:
         raise ConfigError("pressure_window", "must be one of %s, got '%s'" % (", ".join(PRESSURE_WINDOWS), pressure_window))
@@ -466,6 +578,10 @@ def collect(client, with_pressure=False, pressure_window="hour", with_local_volu
     else:
         snapshot.ha_groups = ha_groups_from_api(_read_ha_groups(client))
     apply_ha_status(snapshot, ha_status)
+    if with_backups:
+        snapshot.backup_jobs = _read_backup_jobs(client, warnings)
+    if with_tasks:
+        snapshot.running_tasks = running_tasks_from_api(client.get("/cluster/tasks"))
 
     if with_pressure and version_tuple(snapshot.pve_version) >= (9, 0, 0):
         for name, node in snapshot.nodes.items():
@@ -497,6 +613,18 @@ def _read_ha_groups(client):
         if err.status == 500 and _GROUPS_MIGRATED in str(err):
             return []
         raise
+
+
+def _read_backup_jobs(client, warnings):
+    try:
+        return backup_jobs_from_api(client.get("/cluster/backup"))
+    except PveApiError as err:
+        if err.status != 403:
+            raise
+        if isinstance(warnings, list):
+            warnings.append("could not read the backup jobs: GET /cluster/backup answered 403 (it needs Sys.Audit on /);"
+                            " backup windows are unknown, and the task list shows only this user's own tasks")
+        return None
 
 
 def _optional_read(client, warnings, what, path, **params):

@@ -129,6 +129,39 @@ class HaGroup:
 
 
 @dataclass
+class BackupJob:
+    """A cluster backup job of ``/cluster/backup``; which guests it takes is decided as PVE does.
+
+    Selection in PVE's order: ``pool`` members, else the ``vmids`` list, else every guest
+    (``all_guests``) except ``exclude``; ``node`` restricts the job to guests on that node.
+    """
+
+    id: str
+    schedule: Optional[str] = None     # PVE calendar event; None when the job has none
+    enabled: bool = True
+    all_guests: bool = False
+    vmids: List[int] = field(default_factory=list)
+    exclude: List[int] = field(default_factory=list)
+    pool: Optional[str] = None
+    node: Optional[str] = None
+    storage: Optional[str] = None
+    next_run: Optional[int] = None     # epoch seconds, as PVE computed it (PVE >= 7.1)
+    comment: Optional[str] = None
+
+
+@dataclass
+class ClusterTask:
+    """A task running somewhere in the cluster (``/cluster/tasks``), parsed from its UPID."""
+
+    upid: str
+    node: str
+    type: str                          # vzdump, qmigrate, vzmigrate, hamigrate, ...
+    vmid: Optional[int] = None         # the guest for guest tasks; None for multi-guest tasks
+    user: str = ""                     # user@realm, or user@realm!token for API tokens
+    starttime: int = 0                 # epoch seconds
+
+
+@dataclass
 class ClusterSnapshot:
     pve_version: str = "0.0.0"
     cluster_name: Optional[str] = None
@@ -140,6 +173,9 @@ class ClusterSnapshot:
     ha_rules: List[HaRule] = field(default_factory=list)
     ha_groups: List[HaGroup] = field(default_factory=list)
     crs: Dict[str, object] = field(default_factory=dict)        # /cluster/options crs, keys as PVE names them
+    # None = not read (not collected, no permission, or a snapshot saved before they existed)
+    backup_jobs: Optional[List[BackupJob]] = None
+    running_tasks: Optional[List[ClusterTask]] = None
     api_calls: int = 0
     format: int = SNAPSHOT_FORMAT
 
@@ -177,6 +213,8 @@ class ClusterSnapshot:
             ha_rules=[HaRule(**r) for r in data.get("ha_rules", [])],
             ha_groups=[HaGroup(**g) for g in data.get("ha_groups", [])],
             crs=dict(data.get("crs", {})),
+            backup_jobs=_optional_list(BackupJob, data.get("backup_jobs")),
+            running_tasks=_optional_list(ClusterTask, data.get("running_tasks")),
             api_calls=data.get("api_calls", 0),
             format=fmt,
         )
@@ -194,3 +232,7 @@ class ClusterSnapshot:
     def load(cls, path):
         with open(path) as handle:
             return cls.from_json(handle.read())
+
+
+def _optional_list(kind, entries):
+    return None if entries is None else [kind(**entry) for entry in entries]

@@ -13,6 +13,7 @@ import re
 import time
 
 from .auth import permissions
+from .backup import h_cluster_backup, h_cluster_tasks
 from .errors import ApiError, param_error, perm_error
 from .scenarios import NODE_NAME_RE
 from .units import GIB, MIB
@@ -1233,6 +1234,8 @@ ROUTES = [
     Route("GET", "/cluster/options", h_cluster_options, {}),
     Route("GET", "/cluster/resources", h_cluster_resources, {"type": "enum:vm,storage,node,sdn"}),
     Route("GET", "/cluster/nextid", h_cluster_nextid, {"vmid": "vmid"}),
+    Route("GET", "/cluster/backup", h_cluster_backup, {}),
+    Route("GET", "/cluster/tasks", h_cluster_tasks, {}),
     Route("GET", "/cluster/ha", h_ha_index, {}),
     Route("GET", "/cluster/ha/resources", h_ha_resources, {"type": "enum:ct,vm"}),
     Route("GET", "/cluster/ha/groups", h_ha_groups, {}),

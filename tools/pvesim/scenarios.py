@@ -14,6 +14,7 @@ import os
 import re
 
 from .auth import DEFAULT_USERS
+from .backup import normalize_backup_jobs
 from .generator import generate
 from .importer import looks_like_resources, scenario_from_resources
 from .units import GIB, KIB, MIB, TIB
@@ -71,7 +72,7 @@ def _size(obj: dict, key: str, default=None, where: str = ""):
 
 
 TOP_KEYS = {"name", "description", "version", "release", "repoid", "cluster_name", "crs", "datacenter", "options", "users",
-            "storages", "nodes", "pools", "guests", "ha"}
+            "storages", "nodes", "pools", "guests", "ha", "backup_jobs"}
 STORAGE_KEYS = {"storage", "type", "content", "shared", "nodes", "disable", "path", "config"}
 STORAGE_SIZES = {"total", "used"}
 NODE_KEYS = {"name", "node", "nodeid", "ip", "maxcpu", "sockets", "cpu_model", "base_cpu", "status", "level", "uptime",
@@ -198,6 +199,10 @@ def normalize(raw: dict) -> dict:
             scenario["pools"].append({"poolid": guest["pool"], "comment": ""})
             pool_ids.add(guest["pool"])
     scenario["ha"] = _normalize_ha(raw.get("ha", {}), scenario["guests"], node_names, vtuple)
+    try:
+        scenario["backup_jobs"] = normalize_backup_jobs(raw.get("backup_jobs", []), node_names, pool_ids)
+    except ValueError as exc:
+        raise ScenarioError(str(exc)) from exc
     return scenario
 
 

@@ -16,7 +16,7 @@ import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import api
+from . import api, backup
 from .auth import AuthError, Authenticator
 from .certs import ensure_certificates
 from .errors import ApiError
@@ -371,6 +371,12 @@ class Simulator:
     def lock_guest(self, vmid: int, lock: str | None) -> None:
         self.cluster.lock_guest(vmid, lock)
 
+    def start_backup(self, vmid: int, duration_s: float | None = None, job: str | None = None) -> str:
+        return backup.start_backup(self.cluster, vmid, duration_s, job).upid
+
+    def stop_backup(self, vmid: int, status: str = "OK") -> str:
+        return backup.stop_backup(self.cluster, vmid, status).upid
+
     def control(self, method: str, path: str, payload: dict):
         """Dispatch one /_sim request (path without the /_sim prefix)."""
         parts = [p for p in path.split("/") if p]
@@ -411,4 +417,6 @@ class Simulator:
                 raise ValueError("vmid must be an integer") from exc
             self.lock_guest(vmid, payload.get("lock"))
             return {"vmid": vmid, "lock": payload.get("lock")}
+        if len(parts) >= 3 and parts[0] == "guests" and parts[2] == "backup":
+            return backup.control(self.cluster, parts[1:], payload)
         raise KeyError("no control endpoint %s %s" % (method, path))

@@ -29,16 +29,16 @@ def pve8():
 def test_pve9_calls_are_the_documented_constant_set(pve9):
     snap = collector.collect(pve9)
     assert pve9.paths == ["/cluster/resources", "/cluster/options", "/cluster/status",
-                          "/cluster/ha/status/current", "/cluster/ha/rules"]
-    assert snap.api_calls == 6          # the /version probe of the connection counts once
-    assert len(collector.COLLECT_CALLS) == 6
+                          "/cluster/ha/status/current", "/cluster/ha/rules", "/cluster/backup", "/cluster/tasks"]
+    assert snap.api_calls == 8          # the /version probe of the connection counts once
+    assert len(collector.COLLECT_CALLS) == 8
 
 
 def test_version_is_read_when_the_client_has_no_probe_answer():
     client = CannedClient(load("pve9_cluster.json"), probe=False)
     snap = collector.collect(client)
     assert client.paths[0] == "/version"
-    assert snap.api_calls == 6
+    assert snap.api_calls == 8
     assert snap.pve_version == "9.0.3"
 
 
@@ -131,7 +131,7 @@ def test_pressure_averages_each_source_per_online_node(pve9):
     rrd = [r for r in pve9.requests if r[1].endswith("/rrddata")]
     assert [r[1] for r in rrd] == ["/nodes/pve1/rrddata", "/nodes/pve2/rrddata"]
     assert rrd[0][2] == {"timeframe": "hour", "cf": "AVERAGE"}
-    assert snap.api_calls == 8
+    assert snap.api_calls == 10
 
 
 def test_pressure_window_is_checked(pve9):
@@ -171,6 +171,93 @@ def test_auth_errors_in_optional_reads_are_not_swallowed(pve9):
         collector.collect(pve9, with_pressure=True, warnings=[])
 
 
+def test_pve9_backup_jobs_as_pve_lists_them(pve9):
+    jobs = collector.collect(pve9).backup_jobs
+    assert [j.id for j in jobs] == ["backup-5e0a1c2b-7f3d", "backup-db", "backup-lab",
+                                    "9b2f0e1d44c1a3e5b7f6a8c9d0e1f2a3b4c5d6e7:1"]   # realm-sync is not a backup job
+    nightly, db, lab, legacy = jobs
+    assert (nightly.schedule, nightly.enabled, nightly.all_guests, nightly.exclude, nightly.vmids) == (
+        "mon..fri 21:00", True, True, [103, 105], [])
+    assert (nightly.storage, nightly.next_run, nightly.comment) == ("pbs", 1772658000, "nightly")
+    assert (db.enabled, db.vmids, db.all_guests, db.next_run) == (True, [100, 104], False, 1772625600)  # enabled absent = on
+    assert (lab.enabled, lab.pool, lab.node, lab.vmids) == (False, "lab", "pve2", [])                 # enabled "0"
+    assert (legacy.schedule, legacy.vmids, legacy.next_run) == ("mon,wed 02:30", [101], None)          # dow + starttime
+
+
+def test_pve9_running_tasks_only(pve9):
+    tasks = collector.collect(pve9).running_tasks
+    assert [(t.node, t.type, t.vmid, t.user, t.starttime) for t in tasks] == [
+        ("pve1", "vzdump", None, "root@pam", 1772618700),            # a job backing up several guests: no id
+        ("pve1", "qmigrate", 101, "admin@pve!ops", 1772619120),      # token user from the UPID
+        ("pve2", "vzdump", 102, "root@pam", 1772618700),
+        ("pve2", "hamigrate", 104, "ha@pve!auto", 1772619000),       # UPID unreadable: the entry's own fields
+    ]
+    assert tasks[0].upid == "UPID:pve1:00199A2B:0A1B2C3D:69A803CC:vzdump::root@pam:"
+
+
+@pytest.mark.parametrize("entry, running", [
+    ({"upid": "UPID:a:00000001:00000001:69A803CC:vzdump::root@pam:"}, True),
+    ({"status": "RUNNING"}, True),
+    ({"status": "OK", "endtime": 1}, False),
+    ({"status": "job errors"}, False),
+    ({"endtime": 1772619000}, False),
+])
+def test_what_counts_as_running(entry, running):
+    entry = dict({"upid": "UPID:a:00000001:00000001:69A803CC:vzdump:100:root@pam:"}, **entry)
+    assert bool(collector.running_tasks_from_api([entry])) is running
+
+
+def test_parse_upid():
+    assert collector.parse_upid("UPID:pve1:0012A3F4:07E1B2C3:66F0A1B2:qmigrate:100:root@pam!lb:") == {
+        "node": "pve1", "pid": 0x0012A3F4, "pstart": 0x07E1B2C3, "starttime": 0x66F0A1B2, "type": "qmigrate",
+        "id": "100", "user": "root@pam!lb"}
+    assert collector.parse_upid("UPID:pve-2:0012A3F4:107E1B2C3:66F0A1B2:aptupdate::root@pam:")["id"] == ""
+    for bad in (None, "", "UPID:pve1:12:07E1B2C3:66F0A1B2:qmigrate:100:root@pam:", "UPID:pve1:0012A3F4:07E1B2C3:66F0A1B2:qmigrate:100:root@pam"):
+        assert collector.parse_upid(bad) is None
+
+
+@pytest.mark.parametrize("value, vmids", [
+    (None, []), ("", []), (100, [100]), ("100,101", [100, 101]), ("100 101;102", [100, 101, 102]),
+    ([100, "101"], [100, 101]), ("100,x,100", [100]),
+])
+def test_vmid_lists(value, vmids):
+    assert collector.backup_jobs_from_api([{"id": "j", "vmid": value}])[0].vmids == vmids
+
+
+def test_legacy_job_on_every_day_is_just_its_time():
+    job = collector.backup_jobs_from_api([{"id": "x:1", "dow": "mon,tue,wed,thu,fri,sat,sun", "starttime": "01:15"}])[0]
+    assert job.schedule == "01:15"
+
+
+def test_backup_jobs_without_sys_audit_are_a_warning(pve9):
+    pve9.answers["GET /cluster/backup"] = {"__error__": {"status": 403, "kind": "permission",
+                                                         "message": "Permission check failed (/, Sys.Audit)"}}
+    warnings = []
+    snap = collector.collect(pve9, warnings=warnings)
+    assert snap.backup_jobs is None and snap.running_tasks           # carried on, tasks still read
+    assert len(warnings) == 1 and "/cluster/backup" in warnings[0] and "Sys.Audit" in warnings[0]
+    assert snap.api_calls == 8
+
+
+def test_other_backup_read_errors_are_raised(pve9):
+    pve9.answers["GET /cluster/backup"] = {"__error__": {"status": 500, "message": "cfs-lock timeout"}}
+    with pytest.raises(PveApiError):
+        collector.collect(pve9, warnings=[])
+
+
+def test_backups_and_tasks_can_be_left_out(pve9):
+    snap = collector.collect(pve9, with_backups=False, with_tasks=False)
+    assert "/cluster/backup" not in pve9.paths and "/cluster/tasks" not in pve9.paths
+    assert snap.backup_jobs is None and snap.running_tasks is None and snap.api_calls == 6
+
+
+def test_snapshot_saved_before_backup_jobs_still_loads(pve9):
+    data = json.loads(collector.collect(pve9).to_json())
+    del data["backup_jobs"], data["running_tasks"]
+    snap = ClusterSnapshot.from_dict(data)
+    assert snap.backup_jobs is None and snap.running_tasks is None and len(snap.guests) == 7
+
+
 # -- PVE 8 --------------------------------------------------------------------------------
 
 def test_pve8_groups_instead_of_rules(pve8):
@@ -196,7 +283,7 @@ def test_pve8_quirks(pve8):
     assert list(snap.nodes) == ["alpha", "beta", "gamma"]
     assert snap.nodes["gamma"].status == "offline"
     assert snap.pools == {}
-    assert snap.api_calls == 6
+    assert snap.api_calls == 8
 
 
 def test_pve8_groups_migrated_to_rules_means_no_groups(pve8):
@@ -234,7 +321,7 @@ def test_call_count_does_not_grow_with_the_cluster():
     small, large = generated_cluster(3, 15), generated_cluster(64, 2000)
     small_snap, large_snap = collector.collect(small), collector.collect(large)
     assert len(large_snap.guests) == 2000 and len(large_snap.nodes) == 64
-    assert small_snap.api_calls == large_snap.api_calls <= 6
+    assert small_snap.api_calls == large_snap.api_calls <= 8
     assert small.paths == large.paths
 
 

@@ -612,13 +612,13 @@ def test_sim_audit_token_may_read_but_not_migrate(sim):
 
 
 @pytest.mark.parametrize("scenario", ["pve8", "pve9", "demo"])
-def test_sim_collection_is_six_requests(sim, scenario):
+def test_sim_collection_is_eight_requests(sim, scenario):
     from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect
     sim.reset(scenario)
     sim.reset_calls()
     client = sim_client(sim)
     snapshot = collect(client)
-    assert snapshot.api_calls == client.calls == sim.calls()["total"] == 6
+    assert snapshot.api_calls == client.calls == sim.calls()["total"] == 8
     assert snapshot.guests and snapshot.nodes
     if snapshot.version >= (9, 0, 0):
         assert "GET /cluster/ha/rules" in client.calls_by_endpoint
@@ -634,4 +634,31 @@ def test_sim_call_count_is_the_same_for_3_and_64_nodes(sim):
         sim.reset_calls()
         snapshot = collect(sim_client(sim))
         counts.append((snapshot.api_calls, sim.calls()["total"]))
-    assert counts[0] == counts[1] == (6, 6)
+    assert counts[0] == counts[1] == (8, 8)
+
+
+def test_sim_backups_and_migrations_in_progress_reach_the_guard(sim):
+    import datetime
+    from ansible_collections.proxlb.balancer.plugins.module_utils import backup_guard
+    from ansible_collections.proxlb.balancer.plugins.module_utils.collector import collect
+    with open(os.path.join(SIM_TOOLS, "pvesim", "scenarios", "demo.json")) as handle:
+        scenario = json.load(handle)
+    scenario["backup_jobs"] = [{"id": "backup-web", "schedule": "mon..fri 21:00", "vmid": [100, 101, 102]},
+                               {"id": "backup-pve3", "schedule": "sat 03:00", "all": 1, "node": "pve3"}]
+    scenario["options"] = {"min_migration_s": 600}         # still migrating when the cluster is read
+    sim.reset(scenario)
+    sim.start_backup(112)                                   # db03 on pve3
+    client = sim_client(sim)
+    upid = client.post("/nodes/pve1/qemu/141/migrate", target="pve4", online=1)
+    snapshot = collect(client)
+    assert snapshot.api_calls == 8
+    assert [t.type for t in snapshot.running_tasks] == ["qmigrate", "vzdump"]
+    # Wednesday 20:45 in the simulator's (local) time zone: backup-web is due in 15 minutes
+    now = datetime.datetime(2026, 3, 4, 20, 45).astimezone()
+    report = backup_guard.evaluate(snapshot, now, backup_guard=30)
+    held = {vmid: hold.reason for vmid, hold in report.held_guests.items()}
+    assert held == {100: "backup:window", 101: "backup:window", 102: "backup:window",
+                    112: "backup:running", 141: "migrating", 161: "backup:running"}   # 161 carries a backup lock in demo
+    assert report.held_guests[141].upid == upid
+    assert {node: hold.reason for node, hold in report.busy_nodes.items()} == {
+        "pve1": "migrating", "pve2": "backup:running", "pve3": "backup:running"}

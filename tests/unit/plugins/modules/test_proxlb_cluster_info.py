@@ -31,7 +31,7 @@ def test_returns_summary_and_snapshot(monkeypatch, capsys):
     result = run_module(monkeypatch, capsys)
     assert result["changed"] is False
     assert (result["pve_version"], result["cluster_name"], result["quorate"]) == ("9.0.3", "prodcluster", True)
-    assert result["guests_count"] == 7 and result["api_calls"] == 6
+    assert result["guests_count"] == 7 and result["api_calls"] == 8
     assert result["nodes"]["pve1"] == {
         "status": "online", "maxmem_bytes": 269878464512, "mem_bytes": 91268055040, "mem_pct": 33.8,
         "maxcpu": 48, "cpu_pct": 4.3, "guests": 3, "running": 2, "ha_maintenance": False}
