@@ -288,7 +288,10 @@ class _Run:
             if exitstatus == "OK" or exitstatus.startswith("WARNINGS"):
                 self.finish(outcome, OK)
             else:
-                self.finish(outcome, FAILED, executor.task_error(exitstatus, self.log_tail(copy)))
+                # PVE's exit status of a disk move already is the whole error ("storage migration failed:
+                # ..."); the log only adds something when it has an ERROR: line.
+                errors = [line for line in self.log_tail(copy) if "ERROR:" in line]
+                self.finish(outcome, FAILED, executor.task_error(exitstatus, errors))
             return True
         copy.polls += 1
         copy.next_poll = self.clock() + executor.poll_interval_s(copy.polls, self.clock() - copy.started)
