@@ -94,7 +94,7 @@ def line(row=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--sizes", default="8x200,20x600,64x2000", help="clusters to plan, NODESxGUESTS,...")
     parser.add_argument("--execute", default="8x200,20x600", help="of those, the clusters whose moves are carried out")
     parser.add_argument("--seed", type=int, default=1)

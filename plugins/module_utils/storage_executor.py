@@ -124,8 +124,8 @@ class MoveReport:
         if failed:
             parts.append("%d of %d disk move(s) failed: %s" % (
                 len(failed), len([o for o in self.outcomes if o.upid or o.status == FAILED]),
-                "; ".join("%d (%s) %s %s -> %s: %s" % (o.move.vmid, o.move.name, o.move.key, o.move.source, o.move.target,
-                                                      o.error) for o in failed)))
+                "; ".join("%d (%s) %s %s -> %s: %s" % (
+                    o.move.vmid, o.move.name, o.move.key, o.move.source, o.move.target, o.error) for o in failed)))
         if self.stopped:
             parts.append("stopped (%s); %d move(s) not started" % (
                 self.stop_reason, sum(1 for o in self.outcomes if o.status == NOT_STARTED)))
@@ -222,8 +222,8 @@ class _Run:
         outcome.status = status
         outcome.error = error
         if status == FAILED and self.settings.on_failure == "stop":
-            self.stop("on_failure=stop after the failed move of %d (%s) %s" % (outcome.move.vmid, outcome.move.name,
-                                                                                outcome.move.key))
+            move = outcome.move
+            self.stop("on_failure=stop after the failed move of %d (%s) %s" % (move.vmid, move.name, move.key))
 
     def read_config(self, move):
         path = "nodes/%s/%s/%d/config" % (move.node, move.type, move.vmid)

@@ -579,9 +579,9 @@ def summary(result):
         data["kind"], data["method"], data["spread_pp_before"], data["spread_pp_after"], len(result.moves),
         gib(sum(m.size_bytes for m in result.moves)), data["stop_reason"])]
     for label, pool in sorted(data["pools"].items()):
-        lines.append("  %-24s %6.1f %% -> %6.1f %%  of %s" % (label, pool["fill_pct_before"], pool["fill_pct_after"],
-                                                             gib(pool["size_bytes"])))
+        lines.append("  %-24s %6.1f %% -> %6.1f %%  of %s" % (
+            label, pool["fill_pct_before"], pool["fill_pct_after"], gib(pool["size_bytes"])))
     for move in result.moves:
-        lines.append("  move %s  %s -> %s  %s%s" % (move.label(), move.source, move.target, gib(move.size_bytes),
-                                                   "  (online)" if move.online else ""))
+        lines.append("  move %s  %s -> %s  %s%s" % (
+            move.label(), move.source, move.target, gib(move.size_bytes), "  (online)" if move.online else ""))
     return "\n".join(lines)
