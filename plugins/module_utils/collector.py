@@ -22,6 +22,13 @@ Optional per-node extras, the only calls that grow with the cluster:
 
 Between waves the executor re-reads only ``/cluster/resources`` and ``refreshed`` folds it into
 the snapshot it has; ``load_snapshot`` reads a snapshot saved earlier instead of the cluster.
+Storages and volumes (``with_storage``): ``GET /storage`` once (which storages are disabled),
+then ``GET /nodes/{node}/storage/{storage}/content`` once per *shared* storage that can hold
+guest volumes (content ``images`` or ``rootdir``) and is active on an online node, read from
+one such node. PVE has no cluster-wide volume listing, so this is the bound:
+``calls = 6 + 1 + S_shared`` (plus ``N x S_local`` for ``with_local_volumes``), independent of
+the number of guests. The config key of a volume (``scsi1``, ``mp0``) is only in the guest's
+config; ``read_guest_configs`` reads it for the few guests a caller names (one call each).
 
 Every PVE quirk (numbers as strings, fields missing on offline nodes, PVE 8 vs 9 shapes) is
 absorbed here; nothing after the collector needs to know about them. No Ansible imports.
@@ -43,8 +50,10 @@ from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import (
     HaRule,
     Node,
     Storage,
+    Volume,
     version_tuple,
 )
+from ansible_collections.proxlb.balancer.plugins.module_utils.storage import GuestConfig
 
 COLLECT_CALLS = (
     "GET /version",
@@ -55,6 +64,10 @@ COLLECT_CALLS = (
     "GET /cluster/ha/rules (PVE >= 9) | GET /cluster/ha/groups (PVE 8)",
     "GET /cluster/backup",
     "GET /cluster/tasks",
+)
+STORAGE_CALLS = (
+    "GET /storage",
+    "GET /nodes/{node}/storage/{storage}/content (once per shared guest storage)",
 )
 PRESSURE_WINDOWS = ("hour", "day", "week", "month", "year")
 # rrddata data source -> Node.pressure key (percent, kernel PSI avg10)
@@ -547,8 +560,11 @@ def add_local_volumes(snapshot, node, volumes):
 # -- the collection ------------------------------------------------------------------------
 
 def collect(client, with_pressure=False, pressure_window="hour", with_local_volumes=False, warnings=None,
-            with_backups=True, with_tasks=True):
+            with_backups=True, with_tasks=True, with_storage=False):
     """Read the cluster through ``client`` (a connected ``PveClient``) into a ``ClusterSnapshot``.
+
+    ``with_storage`` adds the storage configuration and the volumes of every guest on shared
+    storages (``Guest.volumes``; with ``with_local_volumes`` also those on node-local storages).
 
     ``warnings``, if a list, receives one line per optional per-node read that failed (e.g. a
     node went away mid-collection) and one if the backup jobs may not be read (no Sys.Audit);
@@ -593,13 +609,23 @@ def collect(client, with_pressure=False, pressure_window="hour", with_local_volu
     elif with_pressure and isinstance(warnings, list):
         warnings.append("with_pressure: PVE %s has no pressure (PSI) data; it needs PVE 9 or later" % snapshot.pve_version)
 
+    if with_storage:
+        apply_storage_config(snapshot, client.get("/storage"))
+        _start_volumes(snapshot)
+        for node, storage in shared_guest_storages(snapshot):
+            volumes = _optional_read(client, warnings, "volumes on shared storage %s" % storage,
+                                     "/nodes/%s/storage/%s/content" % (node, storage))
+            add_volumes(snapshot, storage, volumes)
+
     if with_local_volumes:
+        _start_volumes(snapshot)
         for guest in snapshot.guests.values():
             guest.local_disk_bytes = 0
         for node, storage in local_guest_storages(snapshot):
             volumes = _optional_read(client, warnings, "volumes on storage %s of node %s" % (storage, node),
                                      "/nodes/%s/storage/%s/content" % (node, storage))
             add_local_volumes(snapshot, node, volumes)
+            add_volumes(snapshot, storage, volumes, node=node)
 
     snapshot.api_calls = client.calls - start + (1 if probe_reused else 0)
     return snapshot
@@ -681,3 +707,158 @@ def refreshed(snapshot, resources):
         guest.local_disk_bytes = old.local_disk_bytes
         guest.pressure = old.pressure
     return replace(snapshot, nodes=nodes, guests=guests)
+
+# -- storages and volumes ------------------------------------------------------------------
+
+_QEMU_DISK_KEY = re.compile(r"^(ide|sata|scsi|virtio|efidisk|tpmstate|unused)\d+$")
+_LXC_VOLUME_KEY = re.compile(r"^(rootfs|mp\d+|unused\d+)$")
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+
+def apply_storage_config(snapshot, config):
+    """``/storage`` -> PVE's shared flag and the disabled storages, one entry per node they are configured for.
+
+    ``/cluster/resources`` lists only storages enabled on a node; a disabled one is added with
+    ``enabled=False`` so that reasons can say "disabled" rather than "missing".
+    """
+    by_id = {str(e["storage"]): e for e in config or [] if isinstance(e, dict) and e.get("storage")}
+    present = {(s.node, s.storage) for s in snapshot.storages}
+    for storage in snapshot.storages:
+        entry = by_id.get(storage.storage)
+        if entry is not None:
+            storage.shared = storage.shared or _bool(entry.get("shared"))
+            storage.enabled = not _bool(entry.get("disable"))
+    for storage_id in sorted(by_id):
+        entry = by_id[storage_id]
+        if not _bool(entry.get("disable")):
+            continue
+        restricted = split_list(entry.get("nodes"))
+        for node in snapshot.nodes:
+            if (node, storage_id) in present or (restricted and node not in restricted):
+                continue
+            snapshot.storages.append(Storage(storage=storage_id, node=node, plugintype=_str(entry.get("type")) or "",
+                                             shared=_bool(entry.get("shared")), content=split_list(entry.get("content")),
+                                             enabled=False))
+    snapshot.storages.sort(key=lambda s: (s.node, s.storage))
+
+
+def shared_guest_storages(snapshot):
+    """(node, storage): each shared storage that can hold guest volumes, with one online node it is active on."""
+    chosen = {}
+    for storage in snapshot.storages:
+        node = snapshot.nodes.get(storage.node)
+        if not storage.shared or not storage.holds_guests or not storage.active or node is None or not node.online:
+            continue
+        chosen.setdefault(storage.storage, storage.node)
+    return [(chosen[name], name) for name in sorted(chosen)]
+
+
+def _start_volumes(snapshot):
+    for guest in snapshot.guests.values():
+        if guest.volumes is None:
+            guest.volumes = []
+
+
+def add_volumes(snapshot, storage, entries, node=None):
+    """One storage's content listing -> ``Guest.volumes``; ``node`` names the node of a node-local storage.
+
+    Volumes of unknown guests (leftovers of deleted guests) are skipped; for node-local storage
+    only the volumes of guests on that node count (a leftover elsewhere does not move with it).
+    """
+    for entry in entries or []:
+        if not isinstance(entry, dict):
+            continue
+        content = _str(entry.get("content")) or "images"
+        volid = _str(entry.get("volid"))
+        guest = snapshot.guests.get(_int(entry.get("vmid"), -1))
+        if content not in GUEST_VOLUME_CONTENT or not volid or guest is None or (node is not None and guest.node != node):
+            continue
+        if guest.volumes is None:
+            guest.volumes = []
+        if any(v.volid == volid for v in guest.volumes):
+            continue
+        guest.volumes.append(Volume(volid=volid, storage=storage, size_bytes=_int(entry.get("size")), shared=node is None,
+                                    content=content, format=_str(entry.get("format")), parent=_str(entry.get("parent"))))
+        guest.volumes.sort(key=lambda v: v.volid)
+
+
+def parse_size(value):
+    """PVE size strings (``32G``, ``512M``, ``1T``, plain bytes) -> bytes; 0 when unreadable."""
+    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)", str(value or "").upper())
+    if not match:
+        return 0
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def volumes_from_config(config, guest_type, shared_storages=()):
+    """A guest config -> its ``Volume`` list with config keys (CD-ROMs, bind mounts and device paths left out)."""
+    pattern = _LXC_VOLUME_KEY if guest_type == "lxc" else _QEMU_DISK_KEY
+    shared = set(shared_storages)
+    volumes = []
+    for key in sorted(config or {}):
+        if not pattern.match(key):
+            continue
+        parts = [part.strip() for part in str(config[key]).split(",")]
+        first, options = parts[0], {}
+        for part in parts[1:]:
+            name, _sep, value = part.partition("=")
+            options[name] = value
+        if "=" in first:
+            name, _sep, value = first.partition("=")
+            options[name] = value
+            first = options.get("file") or options.get("volume") or ""
+        if options.get("media") == "cdrom" or first.startswith("/"):
+            continue
+        storage, sep, volname = first.partition(":")
+        if not sep or not storage or not volname:
+            continue
+        volumes.append(Volume(volid=first, storage=storage, size_bytes=parse_size(options.get("size")), key=key,
+                              shared=storage in shared, content="rootdir" if guest_type == "lxc" else "images",
+                              format=_str(options.get("format"))))
+    return volumes
+
+
+def guest_config(vmid, config, guest_type, shared_storages=()):
+    """``GET .../{qemu|lxc}/{vmid}/config`` -> ``GuestConfig`` (``parent`` names the current snapshot)."""
+    config = config if isinstance(config, dict) else {}
+    return GuestConfig(vmid=vmid, volumes=volumes_from_config(config, guest_type, shared_storages),
+                       snapshot=_str(config.get("parent")), lock=_str(config.get("lock")),
+                       template=_bool(config.get("template")), digest=_str(config.get("digest")))
+
+
+def read_guest_configs(client, snapshot, vmids, errors=None):
+    """One config read per named guest -> ``{vmid: GuestConfig}``.
+
+    A config that cannot be read (the guest went away, its node is down) is left out and, when
+    ``errors`` is a dict, noted there as ``{vmid: message}``; auth and TLS errors are raised.
+    """
+    shared = {s.storage for s in snapshot.storages if s.shared}
+    result = {}
+    for vmid in vmids:
+        guest = snapshot.guests.get(vmid)
+        if guest is None:
+            continue
+        try:
+            config = client.get("/nodes/%s/%s/%d/config" % (guest.node, guest.type, vmid))
+        except PveApiError as err:
+            if err.kind in ("auth", "tls", "config"):
+                raise
+            if isinstance(errors, dict):
+                errors[vmid] = str(err)
+            continue
+        result[vmid] = guest_config(vmid, config, guest.type, shared)
+    return result
+
+
+def replication_targets(jobs):
+    """``/cluster/replication`` -> ``{vmid: [target node, ...]}`` (disabled jobs count: their state stays)."""
+    targets: Dict[int, List[str]] = {}
+    for job in jobs or []:
+        if not isinstance(job, dict):
+            continue
+        vmid = _int(job.get("guest"), None)
+        if vmid is None:
+            vmid = _int(str(job.get("id", "")).partition("-")[0], None)
+        if vmid is not None:
+            targets.setdefault(vmid, []).append(_str(job.get("target")) or "?")
+    return {vmid: sorted(set(nodes)) for vmid, nodes in sorted(targets.items())}

@@ -53,6 +53,24 @@ class Node:
 
 
 @dataclass
+class Volume:
+    """One guest volume (disk image or container volume) on a storage."""
+
+    volid: str                       # storage:volname, e.g. ceph-vm:vm-100-disk-0
+    storage: str
+    size_bytes: int = 0              # provisioned size
+    key: Optional[str] = None        # config key (scsi0, efidisk0, rootfs, mp0, unused0); None = config not read
+    shared: bool = False             # on shared storage (no copy when the guest migrates)
+    content: str = "images"          # images (VM disk) | rootdir (container volume)
+    format: Optional[str] = None     # raw | qcow2 | subvol | ...
+    parent: Optional[str] = None     # base volume of a linked clone
+
+    @property
+    def unused(self):
+        return bool(self.key) and self.key.startswith("unused")
+
+
+@dataclass
 class Guest:
     vmid: int
     name: str
@@ -72,6 +90,7 @@ class Guest:
     ha: Optional[Dict[str, object]] = None   # {"sid", "state", "group", "failback", "auto_rebalance"} when HA-managed
     local_disk_bytes: Optional[int] = None   # bytes on node-local storage; None = not collected
     pressure: Dict[str, float] = field(default_factory=dict)
+    volumes: Optional[List[Volume]] = None   # volumes on the storages that were listed; None = not collected
 
     @property
     def kind(self):
@@ -98,13 +117,18 @@ class Storage:
     plugintype: str = ""
     shared: bool = False
     content: List[str] = field(default_factory=list)
-    status: str = "unknown"
-    disk_bytes: int = 0
-    maxdisk_bytes: int = 0
+    status: str = "unknown"          # available (active on the node) | unknown
+    disk_bytes: int = 0              # used
+    maxdisk_bytes: int = 0           # size
+    enabled: bool = True             # False: configured for the node but disabled in /storage
 
     @property
     def holds_guests(self):
         return bool({"images", "rootdir"} & set(self.content))
+
+    @property
+    def active(self):
+        return self.enabled and self.status == "available"
 
 
 @dataclass
@@ -207,7 +231,7 @@ class ClusterSnapshot:
             cluster_name=data.get("cluster_name"),
             quorate=data.get("quorate"),
             nodes={name: Node(**node) for name, node in data["nodes"].items()},
-            guests={int(vmid): Guest(**guest) for vmid, guest in data["guests"].items()},
+            guests={int(vmid): _guest_from_dict(guest) for vmid, guest in data["guests"].items()},
             storages=[Storage(**s) for s in data.get("storages", [])],
             pools={name: list(members) for name, members in data.get("pools", {}).items()},
             ha_rules=[HaRule(**r) for r in data.get("ha_rules", [])],
@@ -236,3 +260,13 @@ class ClusterSnapshot:
 
 def _optional_list(kind, entries):
     return None if entries is None else [kind(**entry) for entry in entries]
+
+
+def _guest_from_dict(data):
+    """A saved guest; files written before volumes were collected have none (``None``)."""
+    data = dict(data)
+    volumes = data.pop("volumes", None)
+    guest = Guest(**data)
+    if volumes is not None:
+        guest.volumes = [Volume(**volume) for volume in volumes]
+    return guest

@@ -18,6 +18,7 @@ from .errors import ApiError, param_error, perm_error
 from .scenarios import NODE_NAME_RE
 from .units import GIB, MIB
 from .state import local_resources, mapped_resources, stable_fraction
+from .storage import replication_jobs, request_move
 
 ALL_PARAMS = object()
 
@@ -31,6 +32,14 @@ MIGRATE_QEMU_PARAMS = {
 MIGRATE_LXC_PARAMS = {
     "target": "node!", "online": "bool", "restart": "bool", "timeout": "int", "target-storage": "string",
     "bwlimit": "number",
+}
+MOVE_DISK_PARAMS = {
+    "disk": "string!", "storage": "string", "format": "enum:raw,qcow2,vmdk", "delete": "bool", "bwlimit": "int",
+    "digest": "string", "target-vmid": "vmid", "target-disk": "string", "target-digest": "string",
+}
+MOVE_VOLUME_PARAMS = {
+    "volume": "string!", "storage": "string", "delete": "bool", "bwlimit": "number", "digest": "string",
+    "target-vmid": "vmid", "target-volume": "string", "target-digest": "string",
 }
 RRD_PARAMS = {"timeframe": "enum:hour,day,week,month,year,decade!", "cf": "enum:AVERAGE,MAX"}
 TASK_LIST_PARAMS = {
@@ -472,6 +481,8 @@ def h_guest_status(req: Request):
 
 
 def _volume_string(guest, disk: dict) -> str:
+    if disk["key"].startswith("unused"):
+        return disk["volid"]
     size = disk["size"]
     size_text = "%dG" % (size // GIB) if size % GIB == 0 else "%dM" % (size // MIB)
     if guest.type == "lxc":
@@ -665,6 +676,16 @@ def h_migrate_post(req: Request):
     return state.request_migration(req.args["node"], vmid, gtype, params, req.identity.userid, req.identity.tokenid)
 
 
+def h_move_disk(req: Request):
+    gtype = "qemu" if "/qemu/" in req.args["_template"] else "lxc"
+    return request_move(req.state, req.identity, req.args["node"], req.args["vmid"], gtype, req.params,
+                        lambda guest: _guest_config(req.state, guest)["digest"])
+
+
+def h_replication(req: Request):
+    return replication_jobs(req.state, req.identity)
+
+
 # -- handlers: tasks ----------------------------------------------------------------------------------
 
 def h_tasks(req: Request):
@@ -837,6 +858,9 @@ def h_storage_content(req: Request):
                 continue
             entry = {"volid": disk["volid"], "format": "raw", "size": disk["size"], "vmid": guest.vmid,
                      "content": content, "ctime": 1746000000 + guest.vmid}
+            base = re.match(r"^[^:]+:(base-\d+-disk-\d+)/", disk["volid"])
+            if base:
+                entry["parent"] = base.group(1)
             if guest.type == "lxc" and disk["key"] == "rootfs":
                 entry["used"] = _rootfs_used(guest)
             result.append(entry)
@@ -1222,6 +1246,9 @@ ROUTES = [
     Route("GET", LXC + "/rrddata", h_guest_rrddata, RRD_PARAMS),
     Route("GET", LXC + "/migrate", h_lxc_migrate_get, {"target": "node"}, min_version=(9, 0, 0)),
     Route("POST", LXC + "/migrate", h_migrate_post, MIGRATE_LXC_PARAMS),
+    Route("POST", QEMU + "/move_disk", h_move_disk, MOVE_DISK_PARAMS),
+    Route("POST", LXC + "/move_volume", h_move_disk, MOVE_VOLUME_PARAMS),
+    Route("GET", "/cluster/replication", h_replication, {}),
     Route("GET", "/nodes/{node}/tasks", h_tasks, TASK_LIST_PARAMS),
     Route("GET", "/nodes/{node}/tasks/{upid}", h_task_index, {}),
     Route("GET", "/nodes/{node}/tasks/{upid}/status", h_task_status, {}),

@@ -3,6 +3,11 @@
 The guest size mix follows what large PVE fleets look like (mostly small VMs, a long tail of big
 ones, ~10 % containers); nodes are heterogeneous and sized so the cluster as a whole sits at
 roughly 60 % memory use, but guests are placed unevenly so some nodes run noticeably hotter.
+
+Storage: every guest boots from the shared ``ceph-vm`` (or, for some, node-local ``local-lvm``);
+about a fifth of the VMs also have a data disk on a second shared storage, ``nfs-vm``, which is
+sized so that it ends up much fuller than ``ceph-vm`` (something for storage balancing to do).
+The data disks come from their own random stream, so they leave everything else as it was.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ def generate(nodes: int, guests: int, seed: int, version: str = "9.0.3") -> dict
     _place(rng, node_list, guest_list)
     _decorate(rng, node_list, guest_list)
     ha = _make_ha(rng, guest_list, node_names, pve9)
+    nfs_total = _add_data_disks(random.Random("pvesim-gen-disks:%d:%d:%d" % (nodes, guests, seed)), guest_list)
 
     for guest in guest_list:
         guest.pop("_mem", None)
@@ -74,6 +80,8 @@ def generate(nodes: int, guests: int, seed: int, version: str = "9.0.3") -> dict
              "config": {"thinpool": "data", "vgname": "pve"}},
             {"storage": "ceph-vm", "type": "rbd", "content": "images,rootdir", "total": max(10, nodes * 8) * TIB,
              "used": 0, "config": {"pool": "vm", "krbd": 0}},
+            {"storage": "nfs-vm", "type": "nfs", "content": "images,rootdir", "path": "/mnt/pve/nfs-vm", "total": nfs_total,
+             "used": nfs_total // 20, "config": {"server": "10.10.250.5", "export": "/srv/vm"}},
         ],
         "nodes": node_list,
         "pools": [{"poolid": "prod", "comment": "Production"}, {"poolid": "dev", "comment": "Development"},
@@ -203,6 +211,18 @@ def _decorate(rng: random.Random, nodes: list, guest_list: list) -> None:
                 break
         for guest in spread:
             guest["tags"] = _add_tag(guest.get("tags"), "plb_anti_affinity_db%d" % index)
+
+
+def _add_data_disks(rng: random.Random, guest_list: list) -> int:
+    """Give about a fifth of the VMs a data disk on nfs-vm; returns a size for nfs-vm that they fill to ~65 %."""
+    total = 0
+    for guest in guest_list:
+        if guest["type"] != "qemu" or guest["template"] or rng.random() >= 0.2:
+            continue
+        size_gib = rng.choice((20, 50, 50, 100, 100, 200, 500))
+        guest["disks"].append({"key": "scsi1", "storage": "nfs-vm", "size_gib": size_gib})
+        total += size_gib * GIB
+    return max(TIB, _round_to(total / 0.6 / GIB, 256) * GIB)
 
 
 def _add_tag(tags: str | None, tag: str) -> str:

@@ -72,7 +72,7 @@ def _size(obj: dict, key: str, default=None, where: str = ""):
 
 
 TOP_KEYS = {"name", "description", "version", "release", "repoid", "cluster_name", "crs", "datacenter", "options", "users",
-            "storages", "nodes", "pools", "guests", "ha", "backup_jobs"}
+            "storages", "nodes", "pools", "guests", "ha", "backup_jobs", "replication"}
 STORAGE_KEYS = {"storage", "type", "content", "shared", "nodes", "disable", "path", "config"}
 STORAGE_SIZES = {"total", "used"}
 NODE_KEYS = {"name", "node", "nodeid", "ip", "maxcpu", "sockets", "cpu_model", "base_cpu", "status", "level", "uptime",
@@ -203,7 +203,25 @@ def normalize(raw: dict) -> dict:
         scenario["backup_jobs"] = normalize_backup_jobs(raw.get("backup_jobs", []), node_names, pool_ids)
     except ValueError as exc:
         raise ScenarioError(str(exc)) from exc
+    scenario["replication"] = _normalize_replication(raw.get("replication", []), scenario["guests"], node_names)
     return scenario
+
+
+def _normalize_replication(jobs, guests: list, node_names: set) -> list:
+    """Storage replication jobs: ``{"guest": 100, "target": "pve2", "schedule": "*/15", "disable": 0}``."""
+    vmids = {g["vmid"] for g in guests}
+    result = []
+    for index, raw in enumerate(jobs):
+        where = "replication[%d]." % index
+        _check_keys(raw, {"guest", "target", "schedule", "disable", "jobnum"}, set(), where)
+        if raw.get("guest") not in vmids:
+            raise ScenarioError(where + "guest %s is not a scenario guest" % raw.get("guest"))
+        if raw.get("target") not in node_names:
+            raise ScenarioError(where + "target '%s' is not a scenario node" % raw.get("target"))
+        jobnum = int(raw.get("jobnum", sum(1 for job in result if job["guest"] == raw["guest"])))
+        result.append({"id": "%d-%d" % (raw["guest"], jobnum), "guest": raw["guest"], "target": raw["target"], "jobnum": jobnum,
+                       "schedule": str(raw.get("schedule", "*/15")), "disable": _bool01(raw.get("disable", 0))})
+    return result
 
 
 def _normalize_storages(storages) -> list:

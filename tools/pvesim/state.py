@@ -99,7 +99,7 @@ class Scheduler:
 class Faults:
     """Injected failure rates; each kind draws from its own seeded stream so results are reproducible."""
 
-    KEYS = ("migration_failure_rate", "http_500_rate", "latency_s", "seed")
+    KEYS = ("migration_failure_rate", "http_500_rate", "latency_s", "seed", "disk_move_failure_rate")
 
     def __init__(self, **settings):
         unknown = set(settings) - set(self.KEYS)
@@ -112,7 +112,7 @@ class Faults:
                 values[key] = float(value) if value is not None else 0.0
             except (TypeError, ValueError) as exc:
                 raise ValueError("fault setting %s must be a number" % key) from exc
-        for key in ("migration_failure_rate", "http_500_rate"):
+        for key in ("migration_failure_rate", "http_500_rate", "disk_move_failure_rate"):
             if not 0.0 <= values[key] <= 1.0:
                 raise ValueError("%s must be between 0 and 1" % key)
         if values["latency_s"] < 0:
@@ -123,15 +123,22 @@ class Faults:
         self.seed = int(values["seed"])
         self._migration_rng = random.Random("%d:migration" % self.seed)
         self._http_rng = random.Random("%d:http" % self.seed)
+        self.disk_move_failure_rate = values["disk_move_failure_rate"]
+        self._disk_move_rng = random.Random("%d:disk_move" % self.seed)
 
     def as_dict(self) -> dict:
         return {"migration_failure_rate": self.migration_failure_rate, "http_500_rate": self.http_500_rate,
-                "latency_s": self.latency_s, "seed": self.seed}
+                "latency_s": self.latency_s, "seed": self.seed, "disk_move_failure_rate": self.disk_move_failure_rate}
 
     def migration_fails(self) -> bool:
         if self.migration_failure_rate <= 0:
             return False
         return self._migration_rng.random() < self.migration_failure_rate
+
+    def disk_move_fails(self) -> bool:
+        if self.disk_move_failure_rate <= 0:
+            return False
+        return self._disk_move_rng.random() < self.disk_move_failure_rate
 
     def http_fails(self) -> bool:
         if self.http_500_rate <= 0:
@@ -902,13 +909,20 @@ class ClusterState:
                     "lock": guest.lock, "mem": guest.mem, "maxmem": guest.maxmem, "maxcpu": guest.maxcpu,
                     "cpu": guest.cpu, "tags": guest.tags, "pool": guest.pool, "template": guest.template,
                     "ha": self.ha_managed(guest), "hastate": self.ha_state(guest),
+                    "disks": [{"key": d["key"], "storage": d["storage"], "volid": d["volid"], "size": d["size"]}
+                              for d in guest.disks],
                 }
             tasks = [{"upid": t.upid, "type": t.type, "vmid": t.vmid, "node": t.node, "target": t.target,
                       "user": t.user if not t.tokenid else "%s!%s" % (t.user, t.tokenid),
                       "status": t.status, "exitstatus": t.exitstatus, "starttime": t.starttime, "endtime": t.endtime}
                      for t in self.tasks]
+            storages = {}
+            for (node, name), used in sorted(self.storage_usage().items(), key=lambda item: (item[0][1], item[0][0] or "")):
+                if node is None or self.storage_on_node(self.storages[name], node):
+                    storages["%s/%s" % (node, name) if node else name] = {"used": used, "total": self.storages[name]["total"]}
             return {"scenario": self.scenario["name"], "version": self.version, "speed": self.speed,
-                    "faults": self.faults.as_dict(), "nodes": nodes, "guests": guests, "tasks": tasks}
+                    "faults": self.faults.as_dict(), "nodes": nodes, "guests": guests, "tasks": tasks,
+                    "storages": storages}
 
 
 def local_resources(guest: Guest) -> list:

@@ -119,7 +119,8 @@ def test_http_500_faults_only_hit_api_gets_and_are_deterministic(sim, token_api)
     sim.set_faults(http_500_rate=1.0, seed=3)
     upid = token_api.nodes("pve1").qemu(100).migrate.post(target="pve2", online=1)
     assert upid.startswith("UPID:")
-    assert _control(sim, "POST", "/faults", {}) == {"migration_failure_rate": 0.0, "http_500_rate": 0.0, "latency_s": 0.0, "seed": 0}
+    assert _control(sim, "POST", "/faults", {}) == {"migration_failure_rate": 0.0, "http_500_rate": 0.0, "latency_s": 0.0, "seed": 0,
+                                                    "disk_move_failure_rate": 0.0}
 
 
 def test_latency(sim, token_api):
