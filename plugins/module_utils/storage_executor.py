@@ -31,16 +31,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import executor
+from ansible_collections.proxlb.balancer.plugins.module_utils import pve_tasks, run_report
 from ansible_collections.proxlb.balancer.plugins.module_utils.collector import guest_config, storages_from_resources
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import PveApiError
 from ansible_collections.proxlb.balancer.plugins.module_utils.storage import fill_pct, gib
 
-OK = executor.OK
-FAILED = executor.FAILED
-SKIPPED = executor.SKIPPED
-NOT_STARTED = executor.NOT_STARTED
-PLANNED = executor.PLANNED
+OK = run_report.OK
+FAILED = run_report.FAILED
+SKIPPED = run_report.SKIPPED
+NOT_STARTED = run_report.NOT_STARTED
+PLANNED = run_report.PLANNED
 
 
 def _pve_text(err):
@@ -195,10 +195,10 @@ class _Copy:
     def __init__(self, outcome, upid, started):
         self.outcome = outcome
         self.upid = upid
-        self.node = (executor.parse_upid(upid) or {}).get("node") or outcome.move.node
+        self.node = (pve_tasks.parse_upid(upid) or {}).get("node") or outcome.move.node
         self.started = started
         self.polls = 0
-        self.next_poll = started + executor.POLL_FIRST_S
+        self.next_poll = started + pve_tasks.POLL_FIRST_S
         self.unreadable_since = None
 
 
@@ -274,10 +274,10 @@ class _Run:
         except PveApiError as err:
             if copy.unreadable_since is None:
                 copy.unreadable_since = now
-            if now - copy.unreadable_since > executor.LOST_TASK_S:
+            if now - copy.unreadable_since > pve_tasks.LOST_TASK_S:
                 outcome.duration_s = elapsed
                 self.finish(outcome, FAILED, "lost track of task %s for %d s: %s; see final_storage" % (
-                    copy.upid, executor.LOST_TASK_S, _pve_text(err)))
+                    copy.upid, pve_tasks.LOST_TASK_S, _pve_text(err)))
                 return True
             status = {}
         else:
@@ -291,16 +291,16 @@ class _Run:
                 # PVE's exit status of a disk move already is the whole error ("storage migration failed:
                 # ..."); the log only adds something when it has an ERROR: line.
                 errors = [line for line in self.log_tail(copy) if "ERROR:" in line]
-                self.finish(outcome, FAILED, executor.task_error(exitstatus, errors))
+                self.finish(outcome, FAILED, pve_tasks.task_error(exitstatus, errors))
             return True
         copy.polls += 1
-        copy.next_poll = self.clock() + executor.poll_interval_s(copy.polls, self.clock() - copy.started)
+        copy.next_poll = self.clock() + pve_tasks.poll_interval_s(copy.polls, self.clock() - copy.started)
         return False
 
     def log_tail(self, copy):
         try:
             lines = self.client.get("nodes/%s/tasks/%s/log" % (copy.node, copy.upid), start=0,
-                                    limit=executor.LOG_TAIL_LINES) or []
+                                    limit=pve_tasks.LOG_TAIL_LINES) or []
         except PveApiError:
             return []
         return [line.get("t", "") for line in lines if isinstance(line, dict)]

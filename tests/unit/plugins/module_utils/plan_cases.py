@@ -10,7 +10,7 @@ import os
 import sys
 from html.parser import HTMLParser
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import collector, planner, pve_api
+from ansible_collections.proxlb.balancer.plugins.module_utils import collector, placement, planner, pve_api
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import HaRule
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import cluster, guest, node, settings
 
@@ -38,7 +38,7 @@ def hand_built_cases():
         ("threshold", hot, settings(memory_threshold=90), planner.plan),
         ("cpu assigned", hot, settings(method="cpu", mode="assigned", cpu_overcommit=2), planner.plan),
         ("reserve", hot, settings(node_resource_reserve={"defaults": {"memory": 8}, "pve2": {"memory": 64}}), planner.plan),
-        ("return", hot, settings(), lambda s, st: planner.plan_placements(s, st, {100: "pve2", 101: "pve3", 999: "pve2"})),
+        ("return", hot, settings(), lambda s, st: placement.plan_placements(s, st, {100: "pve2", 101: "pve3", 999: "pve2"})),
     ]
     nodes, guests = _hot([guest(200, "pve1", 4, tags=["plb_pin_pve3"]), guest(201, "pve2", 4, tags=["plb_pin_pve9"]),
                           guest(202, "pve1", 2, tags=["plb_ignore"]), guest(203, "pve1", 2, status="stopped")])

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import planner
+from ansible_collections.proxlb.balancer.plugins.module_utils import placement, planner
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils import plan_cases
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import settings
 
@@ -101,7 +101,7 @@ def test_simulated_drain_only_and_return_plans_match_the_schema(simulated_snapsh
         first = plan_cases.first_nodes(snap, 1)
         drain = planner.plan(snap, settings(maintenance_nodes=first), balance=False)
         wanted = {m.vmid: m.source for m in drain.moves}
-        back = planner.plan_placements(snap, settings(), wanted)
+        back = placement.plan_placements(snap, settings(), wanted)
         for data in (as_written(drain.to_dict()), as_written(back.to_dict())):
             assert errors(data) == [], label
 

@@ -79,8 +79,8 @@ def test_storage_adds_one_config_call_and_one_listing_per_shared_guest_storage()
     answers, _vmids = pve9_with_storage()
     client = CannedClient(answers)
     snap = collector.collect(client, with_storage=True)
-    assert client.paths[5:] == ["/storage", "/nodes/pve1/storage/ceph-vm/content", "/nodes/pve1/storage/nfs-vm/content"]
-    assert snap.api_calls == 6 + 1 + 2
+    assert client.paths[7:] == ["/storage", "/nodes/pve1/storage/ceph-vm/content", "/nodes/pve1/storage/nfs-vm/content"]
+    assert snap.api_calls == 8 + 1 + 2
     assert len(collector.STORAGE_CALLS) == 2
 
 
@@ -111,7 +111,7 @@ def test_without_storage_nothing_changes():
     answers, _vmids = pve9_with_storage()
     client = CannedClient(answers)
     snap = collector.collect(client)
-    assert snap.api_calls == 6 and "/storage" not in client.paths
+    assert snap.api_calls == 8 and "/storage" not in client.paths
     assert all(g.volumes is None for g in snap.guests.values())
 
 
@@ -138,7 +138,7 @@ def test_call_count_does_not_grow_with_the_guests():
         snap = collector.collect(CannedClient(answers), with_storage=True)
         counts.append(snap.api_calls)
         assert len(snap.guests[1000 + guests - 1].volumes) == 1
-    assert counts[0] == counts[1] == 9
+    assert counts[0] == counts[1] == 11
 
 
 def test_old_snapshot_files_load_and_new_ones_round_trip(tmp_path):

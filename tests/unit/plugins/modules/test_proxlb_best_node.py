@@ -13,7 +13,8 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.proxlb.balancer.plugins.modules import proxlb_best_node
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import cluster, guest, node
-from ansible_collections.proxlb.balancer.tests.unit.plugins.modules.test_proxlb_cluster_info import TOKEN, Canned
+from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.canned_pve import CannedClient, load
+from ansible_collections.proxlb.balancer.tests.unit.plugins.modules.test_proxlb_cluster_info import TOKEN
 
 
 @pytest.fixture
@@ -79,8 +80,8 @@ def test_an_unreadable_snapshot_names_the_option(monkeypatch, capsys, tmp_path):
 
 
 def test_reads_the_cluster_through_the_api(monkeypatch, capsys):
-    client = Canned()
+    client = CannedClient(load("pve9_cluster.json"))
     result = run_module(monkeypatch, capsys, connect=lambda module: client, memory="1G", cores=1)
-    assert result["api_calls"] == 6 and client.calls > 0
+    assert result["api_calls"] == 8 and client.calls > 0   # as proxlb_cluster_info reports for this cluster
     assert result["node"] in {row["node"] for row in result["ranking"] if row["fits"]}
     assert "5f0e6c1a-3b7d-4c2e-9a41-0d2b8e7f6a11" not in json.dumps(result)
