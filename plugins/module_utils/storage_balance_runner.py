@@ -19,7 +19,7 @@ import time
 from ansible_collections.proxlb.balancer.plugins.module_utils import storage_executor, storage_plan
 from ansible_collections.proxlb.balancer.plugins.module_utils.collector import (
     add_volumes, collect, read_guest_configs, replication_targets)
-from ansible_collections.proxlb.balancer.plugins.module_utils.errors import PveApiError
+from ansible_collections.proxlb.balancer.plugins.module_utils.errors import PveApiError, RunFailed
 
 
 def _read_local_volumes(client, snapshot, selected, warnings):
@@ -93,3 +93,22 @@ def storage_balance(client, settings, check_mode=False, sleep=time.sleep, clock=
         result["storages_final"] = {label: dict(used_bytes=p["used_bytes_before"], size_bytes=p["size_bytes"],
                                                 fill_pct=p["fill_pct_before"]) for label, p in plan_data["pools"].items()}
     return result, report, warnings + list(plan_data["warnings"]) + report.warnings
+
+
+def run_storage_balance(request):
+    """The module result for a ``request.Request``; a failed move raises ``RunFailed`` with the result."""
+    # Options are checked before the first request, storage names as soon as the cluster is known.
+    settings = storage_plan.StorageBalanceSettings.from_params(request.params)
+    result, report, warnings = storage_balance(request.connect(), settings, check_mode=request.check_mode)
+    if request.diff:
+        result["diff"] = storage_executor.volume_diff(report.outcomes)
+    request.warnings.extend(warnings)
+    for outcome in report.outcomes:
+        if outcome.status == storage_executor.SKIPPED:
+            move = outcome.move
+            request.warnings.append("skipped %d (%s) %s %s -> %s: %s" % (move.vmid, move.name, move.key, move.source,
+                                                                        move.target, outcome.error))
+    if report.failed:
+        raise RunFailed(report.failure_message(),
+                        {key: value for key, value in result.items() if key not in ("plan", "summary")})
+    return result

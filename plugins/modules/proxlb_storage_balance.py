@@ -429,36 +429,13 @@ msg:
   sample: "1 of 3 disk move(s) failed: 110 (db01) scsi1 nfs-vm -> ceph-vm: storage migration failed: ..."
 """
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import storage_executor
-from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import connect, create_module, run
-from ansible_collections.proxlb.balancer.plugins.module_utils.storage_balance_runner import storage_balance
-from ansible_collections.proxlb.balancer.plugins.module_utils.storage_plan import (
-    StorageBalanceSettings, storage_balance_argument_spec)
-
-
-def balance_storages(module):
-    # Options are checked before the first request, storage names as soon as the cluster is known.
-    settings = StorageBalanceSettings.from_params(module.params)
-    client = connect(module)
-    result, report, warnings = storage_balance(client, settings, check_mode=module.check_mode)
-    if module._diff:
-        result["diff"] = storage_executor.volume_diff(report.outcomes)
-    for warning in warnings:
-        module.warn(warning)
-    for outcome in report.outcomes:
-        if outcome.status == storage_executor.SKIPPED:
-            move = outcome.move
-            module.warn("skipped %d (%s) %s %s -> %s: %s" % (move.vmid, move.name, move.key, move.source, move.target,
-                                                             outcome.error))
-    if report.failed:
-        failure = {key: value for key, value in result.items() if key not in ("plan", "summary")}
-        module.fail_json(msg=report.failure_message(), **failure)
-    return result
+from ansible_collections.proxlb.balancer.plugins.module_utils.ansible_glue import create_module, run
+from ansible_collections.proxlb.balancer.plugins.module_utils.storage_balance_runner import run_storage_balance
+from ansible_collections.proxlb.balancer.plugins.module_utils.storage_plan import storage_balance_argument_spec
 
 
 def main():
-    module = create_module(storage_balance_argument_spec())
-    run(module, lambda: balance_storages(module))
+    run(create_module(storage_balance_argument_spec()), run_storage_balance)
 
 
 if __name__ == "__main__":
