@@ -19,6 +19,7 @@ from ansible_collections.proxlb.balancer.plugins.module_utils.errors import Conf
 from ansible_collections.proxlb.balancer.plugins.module_utils.placement import BestNodeQuery, NewGuest
 from ansible_collections.proxlb.balancer.plugins.module_utils.settings import BalanceSettings
 from ansible_collections.proxlb.balancer.plugins.module_utils.snapshot import GUEST_TYPES
+from ansible_collections.proxlb.balancer.plugins.module_utils.validation import whole_number
 
 SIZE_FORMS = "a whole number of bytes, or a number with a binary unit such as 512M, 8G, 8GiB, 8192MiB or 1T"
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:([kmgtp])(?:i?b)?|b)?$", re.IGNORECASE)
@@ -90,7 +91,7 @@ def best_node_query(options):
     disk = options.get("disk")
     request = NewGuest(
         memory_bytes=parse_size(options.get("memory"), "memory"),
-        cores=_whole(options.get("cores"), "cores", 1, "the number of vCPUs (cores) of the guest"),
+        cores=whole_number(options.get("cores"), "cores", 1, meaning="the number of vCPUs (cores) of the guest"),
         type=_TYPE_OF_KIND[kind],
         disk_bytes=0 if disk in (None, "") else parse_size(disk, "disk"),
         storage=options.get("storage") or None,
@@ -98,7 +99,7 @@ def best_node_query(options):
         pool=options.get("pool") or None,
         nodes=nodes,
     )
-    count = _whole(options.get("count", 1), "count", 1, "how many guests to place", maximum=MAX_NEW_GUESTS)
+    count = whole_number(options.get("count", 1), "count", 1, MAX_NEW_GUESTS, meaning="how many guests to place")
     fail = options.get("fail_when_no_fit")
     return BestNodeQuery(settings=BalanceSettings.from_params(options), request=request, count=count,
                          fail_when_no_fit=True if fail is None else bool(fail))
@@ -127,14 +128,3 @@ def _as_list(value):
     if isinstance(value, str):
         return [part for part in re.split(r"[,;\s]+", value) if part]
     return list(value)
-
-
-def _whole(value, option, minimum, meaning, maximum=None):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = None
-    if isinstance(value, bool) or number is None or number != int(number) or number < minimum or (maximum and number > maximum):
-        limits = "%d or more" % minimum if not maximum else "between %d and %d" % (minimum, maximum)
-        raise ConfigError(option, "%r is not allowed; give %s, a whole number %s" % (value, meaning, limits))
-    return int(number)

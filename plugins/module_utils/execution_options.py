@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
+from ansible_collections.proxlb.balancer.plugins.module_utils.validation import whole_number
 
 ON_FAILURE = ("stop", "continue")
 
@@ -54,26 +55,11 @@ class ExecOptions:
             raise ConfigError("on_failure", "'%s' is not one of %s" % (values["on_failure"], ", ".join(ON_FAILURE)))
         max_waves = values["max_waves"]
         return cls(
-            parallel_migrations=_whole(values, "parallel_migrations", 1, 1000),
-            migration_timeout_s=_whole(values, "migration_timeout", 1, 7 * 24 * 3600),
+            parallel_migrations=whole_number(values["parallel_migrations"], "parallel_migrations", 1, 1000),
+            migration_timeout_s=whole_number(values["migration_timeout"], "migration_timeout", 1, 7 * 24 * 3600),
             with_local_disks=bool(values["with_local_disks"]),
             with_conntrack_state=bool(values["with_conntrack_state"]),
-            ct_restart_timeout_s=_whole(values, "ct_restart_timeout", 1, 24 * 3600),
+            ct_restart_timeout_s=whole_number(values["ct_restart_timeout"], "ct_restart_timeout", 1, 24 * 3600),
             on_failure=values["on_failure"],
-            max_waves=None if max_waves is None else _whole(values, "max_waves", 1, 1000000),
+            max_waves=None if max_waves is None else whole_number(values["max_waves"], "max_waves", 1, 1000000),
         )
-
-
-def _whole(values, key, minimum, maximum):
-    value = values[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(key, "'%s' is not a whole number" % (value,))
-        if number != int(number):
-            raise ConfigError(key, "%s is not a whole number" % (value,))
-        value = int(number)
-    if value < minimum or value > maximum:
-        raise ConfigError(key, "%s is out of range; use a value from %d to %d" % (value, minimum, maximum))
-    return value

@@ -31,6 +31,7 @@ from typing import Dict, List, Optional
 
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
 from ansible_collections.proxlb.balancer.plugins.module_utils.storage import GIB, GUEST_CONTENT, fill_pct, gib
+from ansible_collections.proxlb.balancer.plugins.module_utils.validation import whole_number
 
 METHODS = ("used",)
 KINDS = ("vm", "ct")
@@ -119,11 +120,11 @@ class StorageBalanceSettings:
             balanciness=_number(values, "balanciness", 0.0, 100.0,
                                 "percentage points of difference between the fullest and the emptiest storage"),
             storage_threshold=_number(values, "storage_threshold", 1.0, 100.0, "percent of a storage's size"),
-            max_moves=_whole(values, "max_moves", 1, 10000),
-            parallel_moves=_whole(values, "parallel_moves", 1, 100),
+            max_moves=whole_number(values["max_moves"], "max_moves", 1, 10000),
+            parallel_moves=whole_number(values["parallel_moves"], "parallel_moves", 1, 100),
             delete_source=bool(values["delete_source"]),
-            bwlimit_kib=None if bwlimit is None else _whole(values, "bwlimit", 0, 100 * 1024 * 1024),
-            move_timeout_s=_whole(values, "move_timeout", 1, 7 * 24 * 3600),
+            bwlimit_kib=None if bwlimit is None else whole_number(values["bwlimit"], "bwlimit", 0, 100 * 1024 * 1024),
+            move_timeout_s=whole_number(values["move_timeout"], "move_timeout", 1, 7 * 24 * 3600),
             on_failure=values["on_failure"],
             guest_types=kinds,
             ignore_guests=[str(p) for p in values["ignore_guests"]],
@@ -147,20 +148,6 @@ def _number(values, key, minimum, maximum, unit):
         raise ConfigError(key, "%g is out of range; give %g to %g (%s)" % (number, minimum, maximum, unit))
     return number
 
-
-def _whole(values, key, minimum, maximum):
-    value = values[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(key, "'%s' is not a whole number" % (value,))
-        if number != int(number):
-            raise ConfigError(key, "%s is not a whole number" % (value,))
-        value = int(number)
-    if not minimum <= value <= maximum:
-        raise ConfigError(key, "%s is out of range; use a value from %d to %d" % (value, minimum, maximum))
-    return value
 
 
 # -- which storages ---------------------------------------------------------------------------

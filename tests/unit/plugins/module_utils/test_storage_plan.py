@@ -296,7 +296,7 @@ def test_moves_carry_what_the_request_needs():
     ({"balanciness": -1}, "balanciness", "-1 is out of range; give 0 to 100"),
     ({"balanciness": "lots"}, "balanciness", "'lots' is not a number"),
     ({"storage_threshold": 150}, "storage_threshold", "out of range"),
-    ({"max_moves": 0}, "max_moves", "use a value from 1 to 10000"),
+    ({"max_moves": 0}, "max_moves", "give a value from 1 to 10000"),
     ({"parallel_moves": 2.5}, "parallel_moves", "not a whole number"),
     ({"bwlimit": -5}, "bwlimit", "out of range"),
     ({"method": "iops"}, "method", "storages are balanced by used"),
