@@ -80,4 +80,3 @@ def test_settings_survive_their_own_dict():
     data = conf.to_dict()
     assert data["target_spread"] == 3.5
     assert BalanceSettings.from_params(data) == conf
-
