@@ -708,6 +708,7 @@ def refreshed(snapshot, resources):
         guest.pressure = old.pressure
     return replace(snapshot, nodes=nodes, guests=guests)
 
+
 # -- storages and volumes ------------------------------------------------------------------
 
 _QEMU_DISK_KEY = re.compile(r"^(ide|sata|scsi|virtio|efidisk|tpmstate|unused)\d+$")

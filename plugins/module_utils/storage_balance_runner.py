@@ -106,8 +106,8 @@ def run_storage_balance(request):
     for outcome in report.outcomes:
         if outcome.status == storage_executor.SKIPPED:
             move = outcome.move
-            request.warnings.append("skipped %d (%s) %s %s -> %s: %s" % (move.vmid, move.name, move.key, move.source,
-                                                                        move.target, outcome.error))
+            request.warnings.append("skipped %d (%s) %s %s -> %s: %s"
+                                    % (move.vmid, move.name, move.key, move.source, move.target, outcome.error))
     if report.failed:
         raise RunFailed(report.failure_message(),
                         {key: value for key, value in result.items() if key not in ("plan", "summary")})

@@ -149,7 +149,6 @@ def _number(values, key, minimum, maximum, unit):
     return number
 
 
-
 # -- which storages ---------------------------------------------------------------------------
 
 def select_storages(settings, snapshot):
