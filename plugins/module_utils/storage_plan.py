@@ -509,6 +509,7 @@ def _best_move(labels, pools, used, pending, settings):
     squares = sum(f * f for f in fills.values())
     deviation = squares - total * total / count
     mean = total / count
+    spread = _spread(list(fills.values()))
     best, best_key = None, None
     for candidate in pending:
         source = candidate.pool
@@ -532,6 +533,12 @@ def _best_move(labels, pools, used, pending, settings):
             new_squares = squares - fills[source] ** 2 - fills[target] ** 2 + new_source ** 2 + new_target ** 2
             gain = deviation - (new_squares - new_total * new_total / count)
             if gain <= _MIN_GAIN:
+                continue
+            # Evening out the squares can still widen the gap between the fullest and the
+            # emptiest storage, which is what balanciness promises to narrow: never accept that.
+            after = dict(fills)
+            after[source], after[target] = new_source, new_target
+            if _spread(list(after.values())) > spread + 1e-9:
                 continue
             value = gain / (MOVE_COST_GIB + size / float(GIB))
             key = (-value, candidate.guest.vmid, candidate.volume.volid, pool.storage)
