@@ -48,7 +48,7 @@ def test_one_guest_gives_a_one_element_list(snapshot_file):
 
 @pytest.mark.parametrize("options, message", [
     (dict(memory="lots", cores=2), r"^memory: 'lots' is not a size; give .*8GiB"),
-    (dict(memory="8G", cores=0), r"^cores: 0 is not allowed"),
+    (dict(memory="8G", cores=0), r"^cores: 0 is out of range"),
     (dict(memory="8G", cores=1, nodes=["pve9"]), r"^nodes: unknown node\(s\) pve9; the cluster has pve1, pve2, pve3$"),
     (dict(memory="80G", cores=1), r"^no node can take the new vm \(80.0 GiB memory, 1 cores\): pve1: memory: .*; pve2: .*; pve3: "),
 ])
