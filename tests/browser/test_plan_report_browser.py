@@ -18,7 +18,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.proxlb.balancer.plugins.module_utils import executor, plan_report, planner
+from ansible_collections.proxlb.balancer.plugins.module_utils import execution_options, executor, plan_report, planner
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils import plan_cases
 from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster_builder import settings
 
@@ -81,7 +81,7 @@ def pages(tmp_path_factory):
         result["demo-plan"] = (plan.to_dict(), plan_report.render_plan_html(plan.to_dict(), generated_at=WHEN))
         sim.set_faults(migration_failure_rate=0.4, seed=2)
         run = executor.execute(plan_cases.client(sim), snap, settings(), plan,
-                               executor.ExecOptions.from_params({"on_failure": "continue", "parallel_migrations": 2}))
+                               execution_options.ExecOptions.from_params({"on_failure": "continue", "parallel_migrations": 2}))
         outcome = dict(run.to_dict(), plan=plan.to_dict())
         result["demo-run"] = (plan.to_dict(), plan_report.render_result_html(outcome, generated_at=WHEN))
         sim.reset(scenario=pvesim.generate(64, 6000, 1))
