@@ -37,6 +37,26 @@ options:
     type: str
     choices: [hour, day, week]
     default: hour
+  backup_guard:
+    description:
+      - Minutes before a scheduled backup job (C(/cluster/backup)) during which the guests it covers
+        are left where they are, so that a migration does not race the backup.
+      - Guests in a running backup and guests already migrating are always left alone.
+      - V(0) keeps only those two holds.
+    type: int
+    default: 30
+  avoid_backup_nodes:
+    description:
+      - A node running a backup is neither the source nor the target of any move while it runs.
+    type: bool
+    default: true
+  storage_threshold:
+    description:
+      - A node is no target for a guest when its local storage would be above this percentage once
+        the guest's disks arrive. A node that lacks one of the guest's storages is never a target.
+      - Percent, above 0 and at most 100.
+    type: float
+    default: 90
   node_resource_reserve:
     description:
       - Capacity held back on nodes, as in ProxLB. Keys are node names or V(defaults); values are

@@ -66,6 +66,9 @@ def balance_argument_spec():
         pools=dict(type="dict"),
         manage_ha_resources=dict(type="bool"),
         pressure_window=dict(type="str", choices=["hour", "day", "week"]),
+        backup_guard=dict(type="int"),
+        avoid_backup_nodes=dict(type="bool"),
+        storage_threshold=dict(type="float"),
     ))
 
 

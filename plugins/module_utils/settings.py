@@ -49,6 +49,9 @@ def option_defaults():
         pools={},
         manage_ha_resources=False,
         pressure_window="hour",
+        backup_guard=30,
+        avoid_backup_nodes=True,
+        storage_threshold=90.0,
     )
 
 
@@ -79,6 +82,9 @@ class BalanceSettings:
     pools: Dict[str, PoolRule] = field(default_factory=dict)
     manage_ha_resources: bool = False
     pressure_window: str = "hour"
+    backup_guard: int = 30                 # minutes before a scheduled backup during which guests stay
+    avoid_backup_nodes: bool = True
+    storage_threshold: float = 90.0        # percent a target's local storage may reach after a move
 
     @property
     def threshold(self):
@@ -108,6 +114,8 @@ class BalanceSettings:
             maintenance_nodes=list(self.maintenance_nodes), include_stopped=self.include_stopped,
             pools={name: dict(type=p.type, pin=list(p.pin), strict=p.strict) for name, p in sorted(self.pools.items())},
             manage_ha_resources=self.manage_ha_resources, pressure_window=self.pressure_window,
+            backup_guard=self.backup_guard, avoid_backup_nodes=self.avoid_backup_nodes,
+            storage_threshold=self.storage_threshold,
             target_spread=self.target_spread,
         )
 
@@ -137,6 +145,9 @@ class BalanceSettings:
             pools=_pools(values["pools"]),
             manage_ha_resources=bool(values["manage_ha_resources"]),
             pressure_window=_choice(values, "pressure_window", ("hour", "day", "week")),
+            backup_guard=_optional_int(values, "backup_guard", minimum=0),
+            avoid_backup_nodes=_bool(values, "avoid_backup_nodes"),
+            storage_threshold=_storage_threshold(values),
         )
 
 
@@ -165,6 +176,20 @@ def _optional_int(values, key, minimum=0):
     if value != int(value):
         raise ConfigError(key, "%s is not a whole number" % value)
     return int(value)
+
+
+def _bool(values, key):
+    value = values[key]
+    if not isinstance(value, bool):
+        raise ConfigError(key, "expected true or false, got %r" % (value,))
+    return value
+
+
+def _storage_threshold(values):
+    value = _number(values, "storage_threshold", minimum=0.0, maximum=100.0)
+    if value <= 0:
+        raise ConfigError("storage_threshold", "%s leaves no room on any storage; use a percentage above 0 and at most 100" % value)
+    return value
 
 
 def _threshold(values, key):

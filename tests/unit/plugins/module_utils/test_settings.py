@@ -18,6 +18,9 @@ from ansible_collections.proxlb.balancer.tests.unit.plugins.module_utils.cluster
     ({"pools": {"web": {"pin": "pve1", "color": "red"}}}, "pools.web"), ({"max_moves_per_node": 0}, "max_moves_per_node"),
     ({"node_resource_reserve": {"defaults": {"memory": -2}}}, "node_resource_reserve.defaults"),
     ({"guest_types": []}, "guest_types"), ({"memory_threshold": 150}, "memory_threshold"),
+    ({"backup_guard": -5}, "backup_guard"), ({"backup_guard": 2.5}, "backup_guard"),
+    ({"avoid_backup_nodes": "maybe"}, "avoid_backup_nodes"),
+    ({"storage_threshold": 0}, "storage_threshold"), ({"storage_threshold": 101}, "storage_threshold"),
 ])
 def test_bad_settings_name_the_option(options, option):
     with pytest.raises(ConfigError) as err:
@@ -80,3 +83,11 @@ def test_settings_survive_their_own_dict():
     data = conf.to_dict()
     assert data["target_spread"] == 3.5
     assert BalanceSettings.from_params(data) == conf
+
+
+def test_guard_and_storage_options_default_and_round_trip():
+    conf = BalanceSettings.from_params({})
+    assert (conf.backup_guard, conf.avoid_backup_nodes, conf.storage_threshold) == (30, True, 90.0)
+    conf = BalanceSettings.from_params(dict(backup_guard=0, avoid_backup_nodes=False, storage_threshold=75))
+    assert conf.to_dict()["backup_guard"] == 0 and conf.to_dict()["avoid_backup_nodes"] is False
+    assert conf.storage_threshold == 75.0
