@@ -22,4 +22,3 @@ options:
       - The directory must exist.
     type: path
 """
-

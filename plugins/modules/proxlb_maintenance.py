@@ -175,7 +175,7 @@ RETURN = r"""
 report_path:
   description: Where the HTML report was written (O(report)).
   returned: when O(report) is set
-  type: path
+  type: str
   sample: reports/cluster-plan.html
 changed:
   description:

@@ -99,7 +99,7 @@ RETURN = r"""
 report_path:
   description: Where the HTML report was written (O(report)).
   returned: when O(report) is set
-  type: path
+  type: str
   sample: reports/cluster-plan.html
 summary:
   description: The plan as a short human-readable table (node loads before and after, then the moves).
