@@ -417,6 +417,7 @@ def run_maintenance(request):
     snapshot = collect_for(client, settings, request.warnings)
     handler = drain if params["state"] == "drained" else activate
     result, failure = handler(client, snapshot, params, request.check_mode, request.diff, request.warnings)
+    request.write_report(result)
     if failure:
         raise RunFailed(failure, result)
     return result

@@ -28,4 +28,6 @@ def run_plan(request):
     if params["dest"]:
         result["dest"] = params["dest"]
         result["changed"] = request.write_if_changed(json.dumps(data, indent=1, sort_keys=True) + "\n", params["dest"])
+    if request.write_report(result):
+        result["changed"] = True
     return result

@@ -58,6 +58,8 @@ def run_rebalance(request):
         if outcome.status == run_report.SKIPPED:
             request.warnings.append("skipped %d (%s) %s -> %s: %s" % (
                 outcome.move.vmid, outcome.move.name, outcome.move.source, outcome.move.target, outcome.error))
+    # The report of a failed run is written before the failure, and shows the plan next to it.
+    request.write_report(result)
     if report.failed:
         raise RunFailed(report.failure_message(),
                         {key: value for key, value in result.items() if key not in ("plan", "summary")})

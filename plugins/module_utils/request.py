@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from ansible_collections.proxlb.balancer.plugins.module_utils import plan_report
 from ansible_collections.proxlb.balancer.plugins.module_utils.errors import ConfigError
 
 
@@ -43,6 +44,29 @@ class Request:
             pass
         if not self.check_mode:
             self.replace_file(content, dest)
+        return True
+
+    def write_report(self, result):
+        """Write the HTML page of ``result`` to the ``report`` option, if set; adds ``report_path``.
+
+        The page is written in check mode too (it shows the dry run) and never carries the
+        current time, so an unchanged cluster leaves the file as it is. True when the file changed.
+        """
+        dest = self.params.get("report")
+        if not dest:
+            return False
+        html = plan_report.render_result_html(result)
+        directory = os.path.dirname(os.path.abspath(dest))
+        if not os.path.isdir(directory):
+            raise ConfigError("report", "directory %s does not exist; create it or choose another path" % directory)
+        result["report_path"] = dest
+        try:
+            with open(dest) as handle:
+                if handle.read() == html:
+                    return False
+        except (IOError, OSError):
+            pass
+        self.replace_file(html, dest)
         return True
 
     def replace_file(self, content, dest):

@@ -103,6 +103,7 @@ extends_documentation_fragment:
   - proxlb.balancer.proxlb.actiongroup
   - proxlb.balancer.balancing
   - proxlb.balancer.attributes
+  - proxlb.balancer.report
 notes:
   - "A drain sends every migration out of the drained nodes, so O(max_moves_per_node) is how many of
     their guests move at the same time (together with O(parallel_migrations))."
@@ -171,6 +172,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+report_path:
+  description: Where the HTML report was written (O(report)).
+  returned: when O(report) is set
+  type: str
+  sample: reports/cluster-plan.html
 changed:
   description:
     - Whether a guest now runs on another node (in check mode, whether a move is planned).
@@ -339,6 +345,7 @@ def argument_spec():
         state=dict(type="str", required=True, choices=list(STATES)),
         allow_blocking=dict(type="bool", default=False),
         return_guests=dict(type="list", elements="dict", default=[]),
+        report=dict(type="path"),
     )
     return spec
 

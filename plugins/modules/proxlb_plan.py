@@ -44,6 +44,7 @@ extends_documentation_fragment:
   - proxlb.balancer.balancing
   - proxlb.balancer.balancing.balance
   - proxlb.balancer.attributes
+  - proxlb.balancer.report
 seealso:
   - module: proxlb.balancer.proxlb_rebalance
   - module: proxlb.balancer.proxlb_cluster_info
@@ -95,6 +96,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+report_path:
+  description: Where the HTML report was written (O(report)).
+  returned: when O(report) is set
+  type: str
+  sample: reports/cluster-plan.html
 summary:
   description: The plan as a short human-readable table (node loads before and after, then the moves).
   returned: success
@@ -246,7 +252,7 @@ from ansible_collections.proxlb.balancer.plugins.module_utils.plan_runner import
 
 
 def argument_spec():
-    spec = dict(snapshot=dict(type="path"), dest=dict(type="path"))
+    spec = dict(snapshot=dict(type="path"), dest=dict(type="path"), report=dict(type="path"))
     spec.update(balance_argument_spec())
     return spec
 

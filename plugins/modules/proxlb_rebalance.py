@@ -71,6 +71,7 @@ extends_documentation_fragment:
   - proxlb.balancer.balancing
   - proxlb.balancer.balancing.balance
   - proxlb.balancer.attributes
+  - proxlb.balancer.report
 notes:
   - "API requests: six to read the cluster; then per wave one read of C(/cluster/resources)
     (none before the first wave); per migration one precondition read, one POST and the
@@ -143,6 +144,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+report_path:
+  description: Where the HTML report was written (O(report)).
+  returned: when O(report) is set
+  type: str
+  sample: reports/cluster-plan.html
 changed:
   description:
     - Whether a guest now runs on another node (in check mode, whether a move is planned).
@@ -367,7 +373,7 @@ from ansible_collections.proxlb.balancer.plugins.module_utils.rebalance_runner i
 def argument_spec():
     spec = balance_argument_spec()
     spec.update(execution_argument_spec())
-    spec.update(plan=dict(type="dict"))
+    spec.update(plan=dict(type="dict"), report=dict(type="path"))
     return spec
 
 
